@@ -1,0 +1,137 @@
+package call_test
+
+import (
+	"context"
+	"io"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/callfsm/callfsm/call"
+	"github.com/callfsm/callfsm/call/event"
+	"github.com/callfsm/callfsm/emitter"
+	"github.com/callfsm/callfsm/fsm"
+	"github.com/callfsm/callfsm/timeout"
+)
+
+// BenchmarkLifecycle runs whole calls (create, ring, accept, start, end: five
+// events) from every core at once, on the real clock, emitting JSON Lines to
+// io.Discard. One op is one call; events/s is the figure the goal names.
+func BenchmarkLifecycle(b *testing.B) {
+	sink := emitter.NewJSONLines(io.Discard)
+	eng, err := call.New(call.Config{Emitter: sink})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer eng.Close()
+	var next atomic.Int64
+	ctx := context.Background()
+	steps := []fsm.Trigger{fsm.Ring, fsm.Accept, fsm.Start, fsm.End}
+	b.ReportAllocs()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			d := details(next.Add(1))
+			d.SessionID = "bf0b3a76-0596-4602-a2c3-43e0db01b991"
+			c, err := eng.Create(ctx, d)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, s := range steps {
+				if _, err := c.Fire(ctx, s); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+	b.ReportMetric(float64(5*b.N)/time.Since(start).Seconds(), "events/s")
+}
+
+// BenchmarkLiveRinging holds a million calls ringing, each with its ring
+// timer armed on the real clock, and reports the heap each one holds.
+func BenchmarkLiveRinging(b *testing.B) {
+	const n = 1_000_000
+	ctx := context.Background()
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		eng, err := call.New(call.Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for id := int64(1); id <= n; id++ {
+			d := details(id)
+			d.SessionID = "bf0b3a76-0596-4602-a2c3-43e0db01b991"
+			c, err := eng.Create(ctx, d)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := c.Fire(ctx, fsm.Ring); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/call")
+		if eng.Len() != n {
+			b.Fatalf("%d live calls, want %d", eng.Len(), n)
+		}
+		_ = eng.Close()
+	}
+}
+
+// BenchmarkRingTimeoutLateness arms 100,000 ring timeouts on the real clock
+// and measures how late each missed event is emitted after its deadline.
+func BenchmarkRingTimeoutLateness(b *testing.B) {
+	const n = 100_000
+	ctx := context.Background()
+	spec, err := fsm.Outgoing().WithTimeouts(map[fsm.State]time.Duration{fsm.Ringing: 2 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		deadlines := make([]time.Time, n+1)
+		late := make([]time.Duration, 0, n)
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		wg.Add(n)
+		sink := emitter.Func(func(_ context.Context, ev event.Event) error {
+			if ev.Event == "popin_outgoing_call_missed" {
+				d := time.Since(deadlines[ev.CallID])
+				mu.Lock()
+				late = append(late, d)
+				mu.Unlock()
+				wg.Done()
+			}
+			return nil
+		})
+		eng, err := call.New(call.Config{Spec: spec, Emitter: sink, Clock: timeout.Real{}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for id := int64(1); id <= n; id++ {
+			c, err := eng.Create(ctx, details(id))
+			if err != nil {
+				b.Fatal(err)
+			}
+			mu.Lock()
+			if _, err := c.Fire(ctx, fsm.Ring); err != nil {
+				b.Fatal(err)
+			}
+			deadlines[id], _ = c.Deadline()
+			mu.Unlock()
+		}
+		wg.Wait()
+		_ = eng.Close()
+		slices.Sort(late)
+		b.ReportMetric(ms(late[n/2]), "p50-late-ms")
+		b.ReportMetric(ms(late[n*99/100]), "p99-late-ms")
+		b.ReportMetric(ms(late[n-1]), "max-late-ms")
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

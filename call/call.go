@@ -1,0 +1,226 @@
+package call
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	lfsm "github.com/looplab/fsm"
+
+	"github.com/callfsm/callfsm/call/event"
+	"github.com/callfsm/callfsm/fsm"
+	"github.com/callfsm/callfsm/timeout"
+)
+
+// Call is one call of an Engine. Its methods are safe for concurrent use.
+// A Call stays valid after it ends: State, Done and Err then tell how.
+type Call struct {
+	e       *Engine
+	details Details
+
+	mu       sync.Mutex
+	state    fsm.State     // between inputs a call holds its state, not a machine
+	seq      uint32        // transitions applied; a timer is armed for one value
+	timer    timeout.Timer // armed for the current state, or nil
+	deadline time.Time     // when timer fires
+	done     chan struct{} // made on first Done()
+	ended    bool
+	gone     bool // never created: its initial event was not emitted
+}
+
+// ID returns the call_id.
+func (c *Call) ID() int64 { return c.details.CallID }
+
+// Details returns what the call was created with (its session_id filled in).
+func (c *Call) Details() Details { return c.details }
+
+// State returns the call's current state.
+func (c *Call) State() fsm.State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
+}
+
+// Deadline returns when the current state's timeout fires, if one is armed.
+func (c *Call) Deadline() (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.deadline, c.timer != nil
+}
+
+// Done returns a channel closed when the call reaches a terminal state, in
+// the manner of context.Context.
+func (c *Call) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		c.done = make(chan struct{})
+		if c.ended {
+			close(c.done)
+		}
+	}
+	return c.done
+}
+
+// Err returns nil while the call is live and, once Done is closed, an
+// *EndedError (ErrCallEnded) naming the terminal state.
+func (c *Call) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.ended {
+		return nil
+	}
+	return &EndedError{CallID: c.details.CallID, State: c.state}
+}
+
+// Fire applies trigger to the call; see Engine.Apply.
+func (c *Call) Fire(ctx context.Context, trigger fsm.Trigger) (fsm.State, error) {
+	return c.Apply(ctx, Input{Trigger: trigger})
+}
+
+// Apply applies an input to the call and returns its state afterwards; see
+// Engine.Apply for the errors.
+func (c *Call) Apply(ctx context.Context, in Input) (fsm.State, error) {
+	if in.Trigger == fsm.Timeout {
+		return c.State(), &InputError{CallID: c.details.CallID, Field: "trigger", Reason: "timeout is fired by the engine's clock, not by callers"}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.apply(ctx, in, c.e.clock.Now())
+}
+
+// apply runs one transition with c.mu held. now is the transition's time
+// (a timeout's deadline).
+func (c *Call) apply(ctx context.Context, in Input, now time.Time) (fsm.State, error) {
+	e, id := c.e, c.details.CallID
+	switch {
+	case c.gone:
+		return "", &CallError{CallID: id, Err: ErrUnknownCall}
+	case c.ended:
+		return c.state, &EndedError{CallID: id, State: c.state}
+	case e.closed.Load():
+		return c.state, ErrClosed
+	}
+	// The call's machine: a looplab/fsm FSM of the spec, set to the call's
+	// state, from a pool so that live calls do not each hold one (see
+	// docs/performance.md).
+	from := c.state
+	m := e.spec.AcquireFSM(from)
+	defer e.spec.ReleaseFSM(m)
+	if err := m.Event(ctx, string(in.Trigger)); err != nil {
+		return from, c.translate(err, in.Trigger)
+	}
+	to := fsm.State(m.Current())
+
+	participant := in.Participant
+	if e.spec.NeedsParticipant(to) {
+		if tr, _ := e.spec.Transition(from, in.Trigger); tr.Participant != "" {
+			participant = event.Participant(tr.Participant)
+		}
+		if !participant.Valid() {
+			return from, &InputError{CallID: id, Field: "participant", Reason: fmt.Sprintf("%s needs participant %q or %q, got %q", to, event.User, event.Agent, participant)}
+		}
+	} else if participant != "" {
+		return from, &InputError{CallID: id, Field: "participant", Reason: fmt.Sprintf("only allowed into a participant state, not %s", to)}
+	}
+
+	ev := c.event(to, participant, now.Unix())
+	if err := e.emit.Emit(ctx, ev); err != nil {
+		return from, &EmitError{CallID: id, State: from, Event: ev.Event, Err: err}
+	}
+	c.state = to
+	c.seq++
+	c.disarm()
+	if e.spec.Terminal(to) {
+		c.end(now)
+	} else {
+		c.arm(now)
+	}
+	return to, nil
+}
+
+// translate turns looplab/fsm's errors into the engine's.
+func (c *Call) translate(err error, trigger fsm.Trigger) error {
+	id := c.details.CallID
+	var invalid lfsm.InvalidEventError
+	var unknown lfsm.UnknownEventError
+	switch {
+	case errors.As(err, &invalid):
+		var allowed []fsm.Trigger
+		for _, t := range c.e.spec.Allowed(c.state) {
+			if t != fsm.Timeout {
+				allowed = append(allowed, t)
+			}
+		}
+		return &TransitionError{CallID: id, State: c.state, Trigger: trigger, Allowed: allowed}
+	case errors.As(err, &unknown):
+		return &InputError{CallID: id, Field: "trigger", Reason: fmt.Sprintf("%q is not a trigger of lifecycle %q", trigger, c.e.spec.Name())}
+	default:
+		// Canceled contexts and looplab's internal states: nothing applied.
+		return fmt.Errorf("call %d: %s: %w", id, trigger, err)
+	}
+}
+
+// event builds the payload for entering state st.
+func (c *Call) event(st fsm.State, p event.Participant, ts int64) event.Event {
+	d := &c.details
+	return event.Event{
+		Event: c.e.spec.EventName(st), SessionID: d.SessionID, UserID: d.UserID, CallID: d.CallID,
+		ScheduleID: d.ScheduleID, Agent: d.Agent, User: d.User, Meta: d.Meta,
+		Participant: p, Timestamp: ts,
+	}
+}
+
+// arm starts the current state's timer, if it has one. c.mu is held.
+func (c *Call) arm(now time.Time) {
+	d, _, ok := c.e.spec.Timeout(c.state)
+	if !ok {
+		return
+	}
+	c.armAt(now.Add(d), d)
+}
+
+func (c *Call) armAt(deadline time.Time, after time.Duration) {
+	seq := c.seq
+	c.deadline = deadline
+	c.timer = c.e.clock.AfterFunc(after, func() { c.fireTimeout(seq, deadline) })
+}
+
+// disarm stops the current state's timer. c.mu is held.
+func (c *Call) disarm() {
+	if c.timer != nil {
+		c.timer.Stop()
+		c.timer = nil
+		c.deadline = time.Time{}
+	}
+}
+
+// fireTimeout applies the timeout armed when the call had applied seq
+// transitions. If the call has moved on since, the timer is stale and does
+// nothing: a timeout racing an input yields exactly one transition.
+func (c *Call) fireTimeout(seq uint32, deadline time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seq != seq || c.ended || c.gone || c.e.closed.Load() {
+		return
+	}
+	c.timer = nil
+	_, err := c.apply(context.Background(), Input{Trigger: fsm.Timeout}, deadline)
+	if err != nil {
+		c.e.onError(c.details.CallID, err)
+		if errors.Is(err, ErrEmit) {
+			c.armAt(deadline, c.e.retryDelay)
+		}
+	}
+}
+
+// end releases a call that reached a terminal state. c.mu is held.
+func (c *Call) end(now time.Time) {
+	c.ended = true
+	if c.done != nil {
+		close(c.done)
+	}
+	c.e.ended(c, now)
+}
