@@ -135,3 +135,28 @@ func BenchmarkRingTimeoutLateness(b *testing.B) {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// BenchmarkLifecycleLooplabOnly is the looplab/fsm share of BenchmarkLifecycle:
+// the same four transitions per call on pooled machines, from every core,
+// with nothing else. It bounds what the engine can reach.
+func BenchmarkLifecycleLooplabOnly(b *testing.B) {
+	spec := fsm.Outgoing()
+	ctx := context.Background()
+	steps := []string{string(fsm.Ring), string(fsm.Accept), string(fsm.Start), string(fsm.End)}
+	b.ReportAllocs()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			state := fsm.Initiated
+			for _, s := range steps {
+				m := spec.AcquireFSM(state)
+				if err := m.Event(ctx, s); err != nil {
+					b.Fatal(err)
+				}
+				state = fsm.State(m.Current())
+				spec.ReleaseFSM(m)
+			}
+		}
+	})
+	b.ReportMetric(float64(5*b.N)/time.Since(start).Seconds(), "events/s")
+}

@@ -27,6 +27,7 @@ const jsonLinesBufferSize = 64 << 10
 // every later Emit and Flush returns it, and the lines still buffered at
 // that moment are discarded (w may have received part of them).
 type JSONLines struct {
+	scratch  sync.Pool // of *[]byte, where Emit encodes a line
 	mu       sync.Mutex
 	w        io.Writer
 	buf      []byte
@@ -46,13 +47,24 @@ func NewJSONLines(w io.Writer) *JSONLines {
 	}
 	// Room for a full buffer plus one more line, so the buffer never grows
 	// for ordinary events.
-	return &JSONLines{w: w, buf: make([]byte, 0, jsonLinesBufferSize+4<<10)}
+	j := &JSONLines{w: w, buf: make([]byte, 0, jsonLinesBufferSize+4<<10)}
+	j.scratch.New = func() any { b := make([]byte, 0, 1024); return &b }
+	return j
 }
 
 // Emit appends ev's line to the buffer, writing the buffer to w once it
 // holds 64 KiB. It returns ErrClosed after Close, the sticky write error if
 // there is one, and otherwise nil.
 func (j *JSONLines) Emit(_ context.Context, ev event.Event) error {
+	// Encode outside the lock, so that goroutines emitting at once encode
+	// in parallel and hold the lock only to copy their line.
+	scratch := j.scratch.Get().(*[]byte)
+	line := append(ev.AppendJSON((*scratch)[:0]), '\n')
+	defer func() {
+		*scratch = line
+		j.scratch.Put(scratch)
+	}()
+
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.closed {
@@ -61,8 +73,7 @@ func (j *JSONLines) Emit(_ context.Context, ev event.Event) error {
 	if j.err != nil {
 		return j.err
 	}
-	j.buf = ev.AppendJSON(j.buf)
-	j.buf = append(j.buf, '\n')
+	j.buf = append(j.buf, line...)
 	if len(j.buf) >= jsonLinesBufferSize {
 		return j.writeLocked()
 	}

@@ -131,6 +131,7 @@ type Spec struct {
 	timeouts    []time.Duration
 	timeoutTo   []int // state index a timeout leads to, -1 if none
 	byEvent     map[string]State
+	eventNames  map[State]string // prefix + state, made once
 	events      lfsm.Events // shared by every FSM built from the spec
 	pool        sync.Pool   // of *lfsm.FSM, see AcquireFSM
 }
@@ -252,8 +253,10 @@ func NewSpec(cfg Config) (*Spec, error) {
 		return strings.Compare(string(a.Trigger), string(b.Trigger))
 	})
 	s.byEvent = make(map[string]State, n)
+	s.eventNames = make(map[State]string, n)
 	for i, st := range s.states {
 		s.byEvent[s.prefix+string(st)] = st
+		s.eventNames[st] = s.prefix + string(st)
 		for tr := range s.next[i] {
 			s.allowed[i] = append(s.allowed[i], tr)
 		}
@@ -394,7 +397,12 @@ func (s *Spec) Timeout(st State) (d time.Duration, to State, ok bool) {
 
 // EventName returns the name of the event entering st emits, e.g.
 // "popin_outgoing_call_ringing".
-func (s *Spec) EventName(st State) string { return s.prefix + string(st) }
+func (s *Spec) EventName(st State) string {
+	if name, ok := s.eventNames[st]; ok {
+		return name
+	}
+	return s.prefix + string(st)
+}
 
 // StateOf returns the state whose entry emits the named event.
 func (s *Spec) StateOf(event string) (State, bool) {

@@ -58,6 +58,16 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 
 const hex = "0123456789abcdef"
 
+// safeASCII[b] is true for the ASCII bytes a JSON string holds unescaped
+// (encoding/json's HTML-safe set). Bytes of 0x80 and above are false: they
+// take the UTF-8 path.
+var safeASCII = func() (t [256]bool) {
+	for b := 0x20; b < 0x80; b++ {
+		t[b] = b != '"' && b != '\\' && b != '<' && b != '>' && b != '&'
+	}
+	return t
+}()
+
 // appendString appends s as a JSON string, escaped exactly as encoding/json
 // does with HTML escaping on: control characters, quote, backslash, <, >, &,
 // U+2028, U+2029, and invalid UTF-8 replaced by U+FFFD.
@@ -65,11 +75,12 @@ func appendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
-		if b := s[i]; b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
-				i++
-				continue
-			}
+		b := s[i]
+		if safeASCII[b] {
+			i++
+			continue
+		}
+		if b < utf8.RuneSelf {
 			dst = append(dst, s[start:i]...)
 			switch b {
 			case '"', '\\':
