@@ -132,8 +132,8 @@ type Spec struct {
 	timeoutTo   []int // state index a timeout leads to, -1 if none
 	byEvent     map[string]State
 	eventNames  map[State]string // prefix + state, made once
-	events      lfsm.Events // shared by every FSM built from the spec
-	pool        sync.Pool   // of *lfsm.FSM, see AcquireFSM
+	events      lfsm.Events      // shared by every FSM built from the spec
+	pool        sync.Pool        // of *lfsm.FSM, see AcquireFSM
 }
 
 // NewSpec validates cfg and builds a Spec. Every problem found is reported
