@@ -21,7 +21,11 @@ import (
 // events) from every core at once, on the real clock, emitting JSON Lines to
 // io.Discard. One op is one call; events/s is the figure the goal names.
 func BenchmarkLifecycle(b *testing.B) {
-	sink := emitter.NewJSONLines(io.Discard)
+	b.Run("JSONLines", func(b *testing.B) { benchLifecycle(b, emitter.NewJSONLines(io.Discard)) })
+	b.Run("Discard", func(b *testing.B) { benchLifecycle(b, emitter.Discard) })
+}
+
+func benchLifecycle(b *testing.B, sink emitter.Emitter) {
 	eng, err := call.New(call.Config{Emitter: sink})
 	if err != nil {
 		b.Fatal(err)
@@ -84,27 +88,27 @@ func BenchmarkLiveRinging(b *testing.B) {
 	}
 }
 
-// BenchmarkRingTimeoutLateness arms 100,000 ring timeouts on the real clock
-// and measures how late each missed event is emitted after its deadline.
+// BenchmarkRingTimeoutLateness rings 100,000 calls on the real clock, paced
+// over the ring timeout so that all 100,000 timers are armed at once when the
+// first fires (as in steady traffic), and measures how late each missed event
+// is emitted after its deadline. The ring timeout is shortened to 3 s to keep
+// the run short; lateness does not depend on it.
 func BenchmarkRingTimeoutLateness(b *testing.B) {
 	const n = 100_000
+	const ring = 3 * time.Second
 	ctx := context.Background()
-	spec, err := fsm.Outgoing().WithTimeouts(map[fsm.State]time.Duration{fsm.Ringing: 2 * time.Second})
+	spec, err := fsm.Outgoing().WithTimeouts(map[fsm.State]time.Duration{fsm.Ringing: ring})
 	if err != nil {
 		b.Fatal(err)
 	}
 	for b.Loop() {
-		deadlines := make([]time.Time, n+1)
-		late := make([]time.Duration, 0, n)
-		var mu sync.Mutex
+		deadlines := make([]time.Time, n+1) // by call id; written before the timer is armed
+		late := make([]time.Duration, n+1)
 		var wg sync.WaitGroup
 		wg.Add(n)
 		sink := emitter.Func(func(_ context.Context, ev event.Event) error {
 			if ev.Event == "popin_outgoing_call_missed" {
-				d := time.Since(deadlines[ev.CallID])
-				mu.Lock()
-				late = append(late, d)
-				mu.Unlock()
+				late[ev.CallID] = time.Since(deadlines[ev.CallID])
 				wg.Done()
 			}
 			return nil
@@ -113,24 +117,32 @@ func BenchmarkRingTimeoutLateness(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		start := time.Now()
+		pace := ring / n
 		for id := int64(1); id <= n; id++ {
+			if d := time.Until(start.Add(time.Duration(id) * pace)); d > time.Millisecond {
+				time.Sleep(d) // pacing the load, not waiting for a timer
+			}
 			c, err := eng.Create(ctx, details(id))
 			if err != nil {
 				b.Fatal(err)
 			}
-			mu.Lock()
+			// Written before Fire, so the call's lock orders it before the
+			// timer's read; at most a few µs before the engine's own
+			// deadline, so lateness is if anything overstated.
+			deadlines[id] = time.Now().Add(ring)
 			if _, err := c.Fire(ctx, fsm.Ring); err != nil {
 				b.Fatal(err)
 			}
-			deadlines[id], _ = c.Deadline()
-			mu.Unlock()
 		}
+		b.ReportMetric(float64(eng.Len()), "ringing-at-end")
 		wg.Wait()
 		_ = eng.Close()
-		slices.Sort(late)
-		b.ReportMetric(ms(late[n/2]), "p50-late-ms")
-		b.ReportMetric(ms(late[n*99/100]), "p99-late-ms")
-		b.ReportMetric(ms(late[n-1]), "max-late-ms")
+		got := late[1:]
+		slices.Sort(got)
+		b.ReportMetric(ms(got[n/2]), "p50-late-ms")
+		b.ReportMetric(ms(got[n*99/100]), "p99-late-ms")
+		b.ReportMetric(ms(got[n-1]), "max-late-ms")
 	}
 }
 

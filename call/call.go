@@ -22,9 +22,11 @@ type Call struct {
 
 	mu       sync.Mutex
 	state    fsm.State     // between inputs a call holds its state, not a machine
-	seq      uint32        // transitions applied; a timer is armed for one value
-	timer    timeout.Timer // armed for the current state, or nil
-	deadline time.Time     // when timer fires
+	seq      uint32        // transitions applied
+	timer    timeout.Timer // the call's one timer, made on first use, re-armed with Reset
+	armed    bool          // timer is armed for the current state
+	armedSeq uint32        // seq the timer was armed for
+	deadline time.Time     // the armed timeout's deadline: the event's timestamp
 	done     chan struct{} // made on first Done()
 	ended    bool
 	gone     bool // never created: its initial event was not emitted
@@ -47,7 +49,7 @@ func (c *Call) State() fsm.State {
 func (c *Call) Deadline() (time.Time, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.deadline, c.timer != nil
+	return c.deadline, c.armed
 }
 
 // Done returns a channel closed when the call reaches a terminal state, in
@@ -182,31 +184,42 @@ func (c *Call) arm(now time.Time) {
 	c.armAt(now.Add(d), d)
 }
 
+// armAt arms the call's timer to fire after the given time, for a timeout
+// whose deadline (and event timestamp) is deadline. c.mu is held.
 func (c *Call) armAt(deadline time.Time, after time.Duration) {
-	seq := c.seq
-	c.deadline = deadline
-	c.timer = c.e.clock.AfterFunc(after, func() { c.fireTimeout(seq, deadline) })
+	c.armed, c.armedSeq, c.deadline = true, c.seq, deadline
+	if c.timer == nil {
+		c.timer = c.e.clock.AfterFunc(after, c.onTimer)
+		return
+	}
+	c.timer.Reset(after)
 }
 
 // disarm stops the current state's timer. c.mu is held.
 func (c *Call) disarm() {
-	if c.timer != nil {
+	if c.armed {
 		c.timer.Stop()
-		c.timer = nil
+		c.armed = false
 		c.deadline = time.Time{}
 	}
 }
 
-// fireTimeout applies the timeout armed when the call had applied seq
-// transitions. If the call has moved on since, the timer is stale and does
-// nothing: a timeout racing an input yields exactly one transition.
-func (c *Call) fireTimeout(seq uint32, deadline time.Time) {
+// onTimer runs when the call's timer fires. The firing may be stale: the
+// call may have moved on (its state changed, or its timer was stopped or
+// re-armed for a later deadline) while this function waited for the lock.
+// Only a firing for the armed state at or after its deadline applies the
+// timeout, so a timeout racing an input yields exactly one transition.
+func (c *Call) onTimer() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.seq != seq || c.ended || c.gone || c.e.closed.Load() {
+	if !c.armed || c.armedSeq != c.seq || c.ended || c.gone || c.e.closed.Load() {
 		return
 	}
-	c.timer = nil
+	if c.e.clock.Now().Before(c.deadline) {
+		return // an earlier arming's firing, overtaken by a Reset
+	}
+	deadline := c.deadline
+	c.armed = false
 	_, err := c.apply(context.Background(), Input{Trigger: fsm.Timeout}, deadline)
 	if err != nil {
 		c.e.onError(c.details.CallID, err)
@@ -219,6 +232,7 @@ func (c *Call) fireTimeout(seq uint32, deadline time.Time) {
 // end releases a call that reached a terminal state. c.mu is held.
 func (c *Call) end(now time.Time) {
 	c.ended = true
+	c.timer = nil // the call no longer needs it; let it be collected
 	if c.done != nil {
 		close(c.done)
 	}

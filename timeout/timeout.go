@@ -27,6 +27,12 @@ type Timer interface {
 	// Stop prevents the timer from firing. It returns true if the call stops
 	// the timer, false if it already fired or was stopped.
 	Stop() bool
+	// Reset re-arms the timer to call its function after d, whether it was
+	// armed, stopped or had already fired. It returns true if the timer was
+	// armed. A function already started by an earlier expiry may still be
+	// running or about to run: callers must make their function check that
+	// it is not stale (see call.Call).
+	Reset(d time.Duration) bool
 }
 
 // Real is the clock of the operating system: time.Now and time.AfterFunc.

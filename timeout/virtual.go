@@ -58,7 +58,7 @@ func (a entry) less(b entry) bool {
 // vtimer is the Timer handed out by Virtual.AfterFunc.
 type vtimer struct {
 	v     *Virtual // immutable
-	f     func()   // nil once fired or stopped; guarded by v.mu
+	f     func()   // immutable: Reset arms the same function again
 	index int      // position in v.heap, -1 when not armed; guarded by v.mu
 }
 
@@ -93,6 +93,22 @@ func (v *Virtual) AfterFunc(d time.Duration, f func()) Timer {
 	v.push(entry{when: when, seq: v.seq, t: t})
 	v.mu.Unlock()
 	return t
+}
+
+// Reset re-arms the timer to call its function after d, counted from Now(),
+// whether it was armed, stopped or had fired. It returns true if the timer
+// was armed.
+func (t *vtimer) Reset(d time.Duration) bool {
+	v := t.v
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	active := t.index >= 0
+	if active {
+		v.removeAt(t.index)
+	}
+	v.seq++
+	v.push(entry{when: addSat(v.now, d), seq: v.seq, t: t})
+	return active
 }
 
 // Stop prevents the timer from firing. It returns true if the call stops the
@@ -231,7 +247,6 @@ func (v *Virtual) removeAt(i int) {
 		v.up(i)
 	}
 	t.index = -1
-	t.f = nil
 	v.shrink()
 }
 

@@ -607,3 +607,27 @@ func TestVirtualMemoryPerTimer(t *testing.T) {
 	assert.LessOrEqual(t, perTimer, float64(budget))
 	assert.Equal(t, timers, kept.(*timeout.Virtual).Len())
 }
+
+func TestVirtualReset(t *testing.T) {
+	v := timeout.NewVirtual(time.Unix(0, 0))
+	var fired []time.Duration
+	tm := v.AfterFunc(10*time.Second, func() { fired = append(fired, v.Now().Sub(time.Unix(0, 0))) })
+
+	assert.True(t, tm.Reset(20*time.Second), "armed timer: Reset reports it was armed")
+	v.Advance(15 * time.Second)
+	assert.Empty(t, fired, "the old deadline no longer fires")
+	v.Advance(5 * time.Second)
+	assert.Equal(t, []time.Duration{20 * time.Second}, fired)
+
+	assert.False(t, tm.Reset(time.Second), "fired timer: Reset re-arms and reports false")
+	v.Advance(time.Second)
+	assert.Equal(t, []time.Duration{20 * time.Second, 21 * time.Second}, fired)
+
+	require.False(t, tm.Stop())
+	tm.Reset(2 * time.Second)
+	require.True(t, tm.Stop())
+	assert.False(t, tm.Reset(3*time.Second), "stopped timer")
+	v.Advance(time.Hour)
+	assert.Equal(t, []time.Duration{20 * time.Second, 21 * time.Second, 24 * time.Second}, fired)
+	assert.Equal(t, 0, v.Len())
+}
