@@ -89,9 +89,9 @@ type File struct {
 	mu      sync.Mutex // serialises writes; guards the fields below
 	f       *os.File
 	size    int64
-	last    uint64   // last written seq
-	index   []int64  // index[i] = offset of record i*indexEvery+1
-	err     error    // sticky write error: the log refuses appends
+	last    uint64  // last written seq
+	index   []int64 // index[i] = offset of record i*indexEvery+1
+	err     error   // sticky write error: the log refuses appends
 	closed  bool
 	scratch []byte
 
