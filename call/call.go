@@ -221,7 +221,9 @@ func (c *Call) onTimer() {
 	deadline := c.deadline
 	c.armed = false
 	_, err := c.apply(context.Background(), Input{Trigger: fsm.Timeout}, deadline)
-	if err != nil {
+	if err == nil {
+		c.e.timeouts.Add(1)
+	} else {
 		c.e.onError(c.details.CallID, err)
 		if errors.Is(err, ErrEmit) {
 			c.armAt(deadline, c.e.retryDelay)

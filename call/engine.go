@@ -102,9 +102,10 @@ type Engine struct {
 	onError    func(int64, error)
 	newSession func() string
 
-	closed atomic.Bool
-	live   atomic.Int64
-	shards [shardCount]shard
+	closed   atomic.Bool
+	live     atomic.Int64
+	timeouts atomic.Uint64
+	shards   [shardCount]shard
 }
 
 // shard is one lock's worth of the registry: live calls, and the calls
@@ -170,6 +171,10 @@ func (e *Engine) Spec() *fsm.Spec { return e.spec }
 
 // Clock returns the engine's clock.
 func (e *Engine) Clock() timeout.Clock { return e.clock }
+
+// TimeoutsFired returns how many timeouts have fired and applied a
+// transition since the engine was made.
+func (e *Engine) TimeoutsFired() uint64 { return e.timeouts.Load() }
 
 // Len returns the number of live calls.
 func (e *Engine) Len() int { return int(e.live.Load()) }
