@@ -322,7 +322,13 @@ func (e *Engine) ended(c *Call, now time.Time) {
 		e.live.Add(-1)
 	}
 	if ns >= sh.rotateAt {
-		sh.previous, sh.ended = sh.ended, make(map[int64]tombstone)
+		// Reuse the older generation's map: a short grace must not
+		// allocate a map per rotation.
+		sh.previous, sh.ended = sh.ended, sh.previous
+		if sh.ended == nil {
+			sh.ended = make(map[int64]tombstone)
+		}
+		clear(sh.ended)
 		sh.rotateAt = ns + int64(e.grace)
 	}
 	sh.ended[id] = tombstone{state: c.state, at: ns}
