@@ -4,8 +4,8 @@
 //
 //	callfsm <subcommand> [flags]
 //
-// Subcommands: diagram, version, help. Run "callfsm help" for the list and
-// "callfsm <subcommand> -h" for a subcommand's flags.
+// Subcommands: check, simulate, diagram, version, help. Run "callfsm help"
+// for the list and "callfsm <subcommand> -h" for a subcommand's flags.
 //
 // Exit status: 0 on success, 1 when the work failed, 2 on a usage error (an
 // unknown subcommand or flag, a bad flag value).
