@@ -4,7 +4,7 @@
 //
 //	callfsm <subcommand> [flags]
 //
-// Subcommands: check, simulate, diagram, version, help. Run "callfsm help"
+// Subcommands: serve, check, simulate, diagram, version, help. Run "callfsm help"
 // for the list and "callfsm <subcommand> -h" for a subcommand's flags.
 //
 // Exit status: 0 on success, 1 when the work failed, 2 on a usage error (an

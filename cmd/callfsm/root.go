@@ -76,6 +76,7 @@ func newRoot(stdout, stderr io.Writer) *ffcli.Command {
 		FlagSet: newFlagSet("callfsm", stderr),
 	}
 	root.Subcommands = []*ffcli.Command{
+		(&serveCmd{stdout: stdout, stderr: stderr}).command(),
 		(&diagramCmd{stdout: stdout, stderr: stderr}).command(),
 		(&simulateCmd{stdout: stdout, stderr: stderr}).command(),
 		(&checkCmd{stdout: stdout, stderr: stderr}).command(),
