@@ -136,7 +136,7 @@ func (c *Call) apply(ctx context.Context, in Input, now time.Time) (fsm.State, e
 	c.seq++
 	c.disarm()
 	if e.spec.Terminal(to) {
-		c.end(now)
+		c.end()
 	} else {
 		c.arm(now)
 	}
@@ -215,8 +215,12 @@ func (c *Call) onTimer() {
 	if !c.armed || c.armedSeq != c.seq || c.ended || c.gone || c.e.closed.Load() {
 		return
 	}
-	if c.e.clock.Now().Before(c.deadline) {
-		return // an earlier arming's firing, overtaken by a Reset
+	if now := c.e.clock.Now(); now.Before(c.deadline) {
+		// Early: a firing overtaken by a Reset, or a wall clock stepped
+		// back under a deadline without a monotonic reading (a restored
+		// call's). Re-arm for the deadline, so the timeout still fires.
+		c.timer.Reset(c.deadline.Sub(now))
+		return
 	}
 	deadline := c.deadline
 	c.armed = false
@@ -232,11 +236,11 @@ func (c *Call) onTimer() {
 }
 
 // end releases a call that reached a terminal state. c.mu is held.
-func (c *Call) end(now time.Time) {
+func (c *Call) end() {
 	c.ended = true
 	c.timer = nil // the call no longer needs it; let it be collected
 	if c.done != nil {
 		close(c.done)
 	}
-	c.e.ended(c, now)
+	c.e.ended(c)
 }

@@ -220,14 +220,17 @@ func (e *Engine) Create(ctx context.Context, d Details) (*Call, error) {
 	}
 	sh.live[d.CallID] = c
 	sh.mu.Unlock()
+	if e.closed.Load() {
+		// Close ran between the check above and the insert, and its sweep
+		// may have missed this call: take it back out.
+		e.drop(c)
+		return nil, ErrClosed
+	}
 
 	now := e.clock.Now()
 	ev := c.event(e.spec.Initial(), "", now.Unix())
 	if err := e.emit.Emit(ctx, ev); err != nil {
-		c.gone = true
-		sh.mu.Lock()
-		delete(sh.live, d.CallID)
-		sh.mu.Unlock()
+		e.drop(c)
 		return nil, &EmitError{CallID: d.CallID, Event: ev.Event, Err: err}
 	}
 	e.live.Add(1)
@@ -311,17 +314,31 @@ func (e *Engine) Close() error {
 	return nil
 }
 
+// drop takes a call that never started out of the registry: inputs that
+// found it meanwhile get ErrUnknownCall. c.mu is held.
+func (e *Engine) drop(c *Call) {
+	c.gone = true
+	sh := e.shard(c.details.CallID)
+	sh.mu.Lock()
+	if sh.live[c.details.CallID] == c {
+		delete(sh.live, c.details.CallID)
+	}
+	sh.mu.Unlock()
+}
+
 // ended moves a call from the live registry to the tombstones.
-func (e *Engine) ended(c *Call, now time.Time) {
+func (e *Engine) ended(c *Call) {
 	id := c.details.CallID
 	sh := e.shard(id)
-	ns := now.UnixNano()
+	// Generations rotate on the clock, not on the transition's time: a
+	// timeout applied late (after a restart) carries an old timestamp.
+	clockNow := e.clock.Now().UnixNano()
 	sh.mu.Lock()
 	if sh.live[id] == c {
 		delete(sh.live, id)
 		e.live.Add(-1)
 	}
-	if ns >= sh.rotateAt {
+	if clockNow >= sh.rotateAt {
 		// Reuse the older generation's map: a short grace must not
 		// allocate a map per rotation.
 		sh.previous, sh.ended = sh.ended, sh.previous
@@ -329,8 +346,10 @@ func (e *Engine) ended(c *Call, now time.Time) {
 			sh.ended = make(map[int64]tombstone)
 		}
 		clear(sh.ended)
-		sh.rotateAt = ns + int64(e.grace)
+		sh.rotateAt = clockNow + int64(e.grace)
 	}
-	sh.ended[id] = tombstone{state: c.state, at: ns}
+	// The grace runs from when the engine ended the call, which for a
+	// timeout applied after a restart is later than its timestamp.
+	sh.ended[id] = tombstone{state: c.state, at: clockNow}
 	sh.mu.Unlock()
 }

@@ -36,6 +36,10 @@ func (e *Engine) Restore(d Details, st fsm.State, enteredAt time.Time) (*Call, e
 	}
 	sh.live[d.CallID] = c
 	sh.mu.Unlock()
+	if e.closed.Load() {
+		e.drop(c)
+		return nil, ErrClosed
+	}
 	e.live.Add(1)
 	if timeout, _, ok := e.spec.Timeout(st); ok {
 		deadline := enteredAt.Add(timeout)

@@ -217,3 +217,31 @@ func ExampleFile() {
 	// 1 popin_outgoing_call_initiated
 	// 2 popin_outgoing_call_ringing
 }
+
+// A record longer than the reader's 64 KiB buffer survives a reopen (the
+// HTTP API accepts bodies up to 64 KiB, so such events exist).
+func TestLongRecordReopens(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	l := open(t, path, eventlog.SyncAlways)
+	long := ev(1, "initiated", 1)
+	long.Agent.Name = strings.Repeat("a", 200<<10)
+	_, err := l.Append(ctx, long)
+	require.NoError(t, err)
+	_, err = l.Append(ctx, ev(1, "ringing", 2))
+	require.NoError(t, err)
+	require.NoError(t, l.Close())
+
+	l2 := open(t, path, eventlog.SyncAlways)
+	assert.Equal(t, uint64(2), l2.LastSeq())
+	recs, err := l2.Read(ctx, 1, 2)
+	require.NoError(t, err)
+	require.Len(t, recs, 2)
+	assert.Equal(t, long.Agent.Name, recs[0].Event.Agent.Name)
+
+	huge := ev(2, "initiated", 3)
+	huge.Agent.Name = strings.Repeat("b", 2<<20)
+	_, err = l2.Append(ctx, huge)
+	assert.ErrorContains(t, err, "more than the 1048576 a line may hold")
+	assert.Equal(t, uint64(2), l2.LastSeq(), "a refused record is not written")
+}
