@@ -46,7 +46,7 @@ func TestRestoredTimeoutSurvivesWallClockStepBack(t *testing.T) {
 		c, err := eng.Restore(details(1), fsm.Ringing, time.Unix(time.Now().Unix(), 0))
 		require.NoError(t, err)
 		clock.back.Store(int64(2 * time.Second)) // the wall clock steps back 2 s
-		time.Sleep(time.Hour)        // fake time in the bubble
+		time.Sleep(time.Hour)                    // fake time in the bubble
 		assert.Equal(t, fsm.Missed, c.State())
 		assert.Equal(t, uint64(1), eng.TimeoutsFired())
 	})

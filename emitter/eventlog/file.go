@@ -152,13 +152,18 @@ func (l *File) load() error {
 	var off int64
 	for line := 1; ; line++ {
 		b, err := r.ReadSlice('\n')
-		for errors.Is(err, bufio.ErrBufferFull) {
-			var more []byte
-			more, err = r.ReadSlice('\n')
-			b = append(append([]byte(nil), b...), more...)
-			if len(b) > maxLine {
-				return fmt.Errorf("eventlog: %s:%d: line longer than %d bytes", l.path, line, maxLine)
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// A line longer than the buffer: copy each piece before the
+			// next read overwrites it.
+			long := append([]byte(nil), b...)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				if len(long) > maxLine {
+					return fmt.Errorf("eventlog: %s:%d: line longer than %d bytes", l.path, line, maxLine)
+				}
+				b, err = r.ReadSlice('\n')
+				long = append(long, b...)
 			}
+			b = long
 		}
 		if err == io.EOF {
 			if len(b) > 0 {
@@ -202,6 +207,10 @@ func (l *File) Append(_ context.Context, ev event.Event) (uint64, error) {
 		return 0, err
 	}
 	l.scratch = append(ev.AppendJSON(l.scratch[:0]), '\n')
+	if len(l.scratch) > maxLine {
+		l.mu.Unlock()
+		return 0, fmt.Errorf("eventlog: append: event of call %d is %d bytes encoded, more than the %d a line may hold", ev.CallID, len(l.scratch), maxLine)
+	}
 	n, err := l.f.Write(l.scratch)
 	if err != nil {
 		// A partial line may be on disk: refuse further appends, so the
@@ -238,8 +247,14 @@ func (l *File) syncTo(seq uint64) error {
 		return nil
 	}
 	l.mu.Lock()
-	target := l.last
+	target, sticky := l.last, l.err
 	l.mu.Unlock()
+	if sticky != nil {
+		// An earlier fsync or write failed and its append was refused: a
+		// later fsync that happens to succeed must not publish that
+		// record as committed.
+		return sticky
+	}
 	if err := l.f.Sync(); err != nil {
 		l.mu.Lock()
 		if l.err == nil {
@@ -397,6 +412,17 @@ func (l *File) Close() error {
 	l.syncMu.Lock()
 	defer l.syncMu.Unlock()
 	err := l.f.Sync()
+	if err == nil {
+		// Appends waiting on a group commit are durable now: let them
+		// return nil instead of syncing a closed file.
+		l.mu.Lock()
+		last, sticky := l.last, l.err
+		l.mu.Unlock()
+		if sticky == nil {
+			l.synced = last
+			l.publish(last)
+		}
+	}
 	if cerr := l.f.Close(); err == nil {
 		err = cerr
 	}
