@@ -15,10 +15,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
-	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffcli"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -55,14 +55,24 @@ type serveCmd struct {
 // stringsFlag is a repeatable string flag.
 type stringsFlag []string
 
-func (f *stringsFlag) String() string     { return fmt.Sprint([]string(*f)) }
-func (f *stringsFlag) Set(v string) error { *f = append(*f, v); return nil }
+func (f *stringsFlag) String() string { return strings.Join(*f, " ") }
+
+// Set adds the value's space-separated words (a URL holds no raw space),
+// so CALLFSM_WEBHOOK can list several URLs.
+func (f *stringsFlag) Set(v string) error {
+	words := strings.Fields(v)
+	if len(words) == 0 {
+		return errors.New("empty value")
+	}
+	*f = append(*f, words...)
+	return nil
+}
 
 func (s *serveCmd) command() *ffcli.Command {
 	fs := newFlagSet("serve", s.stderr)
 	fs.StringVar(&s.addr, "addr", "127.0.0.1:8080", "address to listen on")
 	fs.StringVar(&s.dataDir, "data-dir", "./callfsm-data", "directory of the event log, webhook cursors and dead letters")
-	fs.Var(&s.webhooks, "webhook", "POST every event to this URL (repeatable; CALLFSM_WEBHOOK takes a comma-separated list)")
+	fs.Var(&s.webhooks, "webhook", "POST every event to this URL (repeatable; CALLFSM_WEBHOOK takes a space-separated list)")
 	fs.StringVar(&s.webhookSecret, "webhook-secret", "", "Standard Webhooks signing secret (whsec_...); required with --webhook")
 	fs.StringVar(&s.token, "token", "", "require Authorization: Bearer TOKEN on every /v1 request")
 	fs.Var(&s.timeouts, "timeout", "change a state's timeout, as STATE=DURATION (repeatable; 0 switches it off)")
@@ -78,7 +88,7 @@ func (s *serveCmd) command() *ffcli.Command {
 			"rebuilt from that log and their timeouts re-armed. Every flag also reads a\n" +
 			"CALLFSM_* environment variable (--data-dir: CALLFSM_DATA_DIR).",
 		FlagSet: fs,
-		Options: append([]ff.Option{ff.WithEnvVarSplit(",")}, envOptions...),
+		Options: envOptions,
 		Exec:    s.exec,
 	}
 }
@@ -194,7 +204,8 @@ func (s *serveCmd) exec(ctx context.Context, args []string) error {
 	defer cancel()
 	_ = api.Close() // ends SSE streams, so Shutdown does not wait on them
 	if err := srv.Shutdown(sctx); err != nil {
-		logger.Warn("http shutdown", "err", err)
+		logger.Warn("http shutdown cut short: closing connections", "err", err)
+		_ = srv.Close()
 	}
 	_ = eng.Close() // no more transitions, so no more events
 	var drain sync.WaitGroup

@@ -269,3 +269,17 @@ func TestServeBinarySIGTERM(t *testing.T) {
 	assert.Equal(t, 1, bytes.Count(data, []byte("\n")), "the default data dir holds the log")
 
 }
+
+// Every CALLFSM_* variable is taken whole (a token or a path may hold a
+// comma); only CALLFSM_WEBHOOK lists several values, separated by spaces.
+func TestServeEnvironment(t *testing.T) {
+	s := &serveCmd{stdout: io.Discard, stderr: io.Discard}
+	c := s.command()
+	t.Setenv("CALLFSM_TOKEN", "s3cr3t,with,commas")
+	t.Setenv("CALLFSM_DATA_DIR", "/var/lib/callfsm,prod")
+	t.Setenv("CALLFSM_WEBHOOK", "https://a.example/hook?tags=x,y  https://b.example/hook")
+	require.NoError(t, c.Parse(nil))
+	assert.Equal(t, "s3cr3t,with,commas", s.token)
+	assert.Equal(t, "/var/lib/callfsm,prod", s.dataDir)
+	assert.Equal(t, stringsFlag{"https://a.example/hook?tags=x,y", "https://b.example/hook"}, s.webhooks)
+}
