@@ -71,6 +71,10 @@ type FileConfig struct {
 // indexEvery is the spacing of File's sparse index of line offsets.
 const indexEvery = 256
 
+// recentRecords is how many of the last appended records File keeps in
+// memory for readers following the tail.
+const recentRecords = 4096
+
 // maxLine bounds one line of the log when reading it back.
 const maxLine = 1 << 20
 
@@ -94,6 +98,12 @@ type File struct {
 	err     error   // sticky write error: the log refuses appends
 	closed  bool
 	scratch []byte
+	// recent holds the last records appended by this process, at
+	// (seq-1) % recentRecords, from seq recentFrom on: readers following
+	// the tail (SSE, history, webhooks) get them without a disk read or a
+	// decode.
+	recent     []Record
+	recentFrom uint64
 
 	syncMu sync.Mutex // one fsync at a time
 	synced uint64     // last seq known fsynced; guarded by syncMu
@@ -138,6 +148,7 @@ func OpenFile(path string, cfg FileConfig) (*File, error) {
 		return nil, fmt.Errorf("eventlog: %w", err)
 	}
 	l.synced, l.durable = l.last, l.last
+	l.recent, l.recentFrom = make([]Record, recentRecords), l.last+1
 	if cfg.Sync == SyncInterval {
 		l.wg.Add(1)
 		go l.syncEvery(cfg.Interval)
@@ -225,6 +236,10 @@ func (l *File) Append(_ context.Context, ev event.Event) (uint64, error) {
 	}
 	l.last++
 	seq := l.last
+	l.recent[(seq-1)%recentRecords] = Record{Seq: seq, Event: ev}
+	if seq-l.recentFrom >= recentRecords {
+		l.recentFrom = seq - recentRecords + 1
+	}
 	l.size += int64(n)
 	l.mu.Unlock()
 
@@ -346,6 +361,16 @@ func (l *File) Read(ctx context.Context, from uint64, max int) ([]Record, error)
 	if l.closed {
 		l.mu.Unlock()
 		return nil, ErrClosed
+	}
+	if from >= l.recentFrom {
+		// The tail: served from memory.
+		n := min(uint64(max), last-from+1)
+		out := make([]Record, 0, n)
+		for seq := from; seq < from+n; seq++ {
+			out = append(out, l.recent[(seq-1)%recentRecords])
+		}
+		l.mu.Unlock()
+		return out, nil
 	}
 	slot := (from - 1) / indexEvery
 	off := l.index[slot]

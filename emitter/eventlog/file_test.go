@@ -245,3 +245,25 @@ func TestLongRecordReopens(t *testing.T) {
 	assert.ErrorContains(t, err, "more than the 1048576 a line may hold")
 	assert.Equal(t, uint64(2), l2.LastSeq(), "a refused record is not written")
 }
+
+// Reads of the tail come from memory, older ones from disk; both give the
+// same records, across the boundary between them.
+func TestReadMemoryAndDiskAgree(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	l := open(t, path, eventlog.SyncNever)
+	const n = 5000 // more than the records kept in memory
+	for i := 1; i <= n; i++ {
+		_, err := l.Append(ctx, ev(int64(i%13+1), "ringing", int64(i)))
+		require.NoError(t, err)
+	}
+	disk := open(t, path, eventlog.SyncNever) // a reopened log reads only from disk
+	for _, from := range []uint64{1, 903, 904, 905, 2000, 4999, 5000} {
+		got, err := l.Read(ctx, from, 10)
+		require.NoError(t, err)
+		want, err := disk.Read(ctx, from, 10)
+		require.NoError(t, err)
+		require.Equal(t, want, got, "from %d", from)
+		require.Equal(t, from, got[0].Seq)
+	}
+}
