@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -34,91 +33,43 @@ var t0 = time.Unix(1771832273, 0)
 
 const sessionID = "bf0b3a76-0596-4602-a2c3-43e0db01b991"
 
-// memLog is an in-memory eventlog.Log: a slice, a mutex, and a channel
-// closed and replaced on every append to wake Wait.
+// memLog is eventlog.Memory with hooks for tests: an Append error to
+// inject, and calls as Read begins and as Wait returns. The hooks are set
+// before the log is shared.
 type memLog struct {
-	mu      sync.Mutex
-	recs    []eventlog.Record
-	changed chan struct{}
-	closed  bool
-	fail    error       // Append returns it when set
-	onRead  func()      // called as Read begins, when set
-	onWait  func(error) // called as Wait returns, when set
+	*eventlog.Memory
+	mu     sync.Mutex
+	fail   error       // Append returns it when set
+	onRead func()      // called as Read begins, when set
+	onWait func(error) // called as Wait returns, when set
 }
 
 var _ eventlog.Log = (*memLog)(nil)
 
-func newMemLog() *memLog { return &memLog{changed: make(chan struct{})} }
+func newMemLog() *memLog { return &memLog{Memory: eventlog.NewMemory()} }
 
-func (l *memLog) Append(_ context.Context, ev event.Event) (uint64, error) {
+func (l *memLog) Append(ctx context.Context, ev event.Event) (uint64, error) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	switch {
-	case l.closed:
-		return 0, eventlog.ErrClosed
-	case l.fail != nil:
-		return 0, l.fail
+	fail := l.fail
+	l.mu.Unlock()
+	if fail != nil {
+		return 0, fail
 	}
-	seq := uint64(len(l.recs)) + 1
-	l.recs = append(l.recs, eventlog.Record{Seq: seq, Event: ev})
-	close(l.changed)
-	l.changed = make(chan struct{})
-	return seq, nil
+	return l.Memory.Append(ctx, ev)
 }
 
-func (l *memLog) Read(_ context.Context, from uint64, limit int) ([]eventlog.Record, error) {
+func (l *memLog) Read(ctx context.Context, from uint64, limit int) ([]eventlog.Record, error) {
 	if l.onRead != nil {
 		l.onRead()
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		return nil, eventlog.ErrClosed
-	}
-	from = max(from, 1)
-	if from > uint64(len(l.recs)) {
-		return nil, nil
-	}
-	recs := l.recs[from-1:]
-	return slices.Clone(recs[:min(len(recs), limit)]), nil
+	return l.Memory.Read(ctx, from, limit)
 }
 
 func (l *memLog) Wait(ctx context.Context, after uint64) (err error) {
 	if l.onWait != nil {
 		defer func() { l.onWait(err) }()
 	}
-	for {
-		l.mu.Lock()
-		n, closed, ch := uint64(len(l.recs)), l.closed, l.changed
-		l.mu.Unlock()
-		switch {
-		case closed:
-			return eventlog.ErrClosed
-		case n > after:
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-func (l *memLog) LastSeq() uint64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return uint64(len(l.recs))
-}
-
-func (l *memLog) Close() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.closed {
-		l.closed = true
-		close(l.changed)
-	}
-	return nil
+	return l.Memory.Wait(ctx, after)
 }
 
 func (l *memLog) setFail(err error) {

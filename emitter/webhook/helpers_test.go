@@ -26,84 +26,17 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// memLog is an in-memory eventlog.Log: a test fake of our own interface.
-type memLog struct {
-	mu     sync.Mutex
-	recs   []eventlog.Record
-	grew   chan struct{} // closed and replaced by every Append and by Close
-	closed bool
-}
+// memLog is the in-memory eventlog.Memory with a lookup by seq for tests.
+type memLog struct{ *eventlog.Memory }
 
-func newMemLog() *memLog { return &memLog{grew: make(chan struct{})} }
-
-func (l *memLog) Append(_ context.Context, ev event.Event) (uint64, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		return 0, eventlog.ErrClosed
-	}
-	seq := uint64(len(l.recs)) + 1
-	l.recs = append(l.recs, eventlog.Record{Seq: seq, Event: ev})
-	close(l.grew)
-	l.grew = make(chan struct{})
-	return seq, nil
-}
-
-func (l *memLog) Read(_ context.Context, from uint64, n int) ([]eventlog.Record, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		return nil, eventlog.ErrClosed
-	}
-	from = max(from, 1)
-	if from > uint64(len(l.recs)) {
-		return nil, nil
-	}
-	end := min(from-1+uint64(n), uint64(len(l.recs)))
-	return append([]eventlog.Record(nil), l.recs[from-1:end]...), nil
-}
-
-func (l *memLog) Wait(ctx context.Context, after uint64) error {
-	for {
-		l.mu.Lock()
-		if l.closed {
-			l.mu.Unlock()
-			return eventlog.ErrClosed
-		}
-		if uint64(len(l.recs)) > after {
-			l.mu.Unlock()
-			return nil
-		}
-		grew := l.grew
-		l.mu.Unlock()
-		select {
-		case <-grew:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-func (l *memLog) LastSeq() uint64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return uint64(len(l.recs))
-}
-
-func (l *memLog) Close() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.closed {
-		l.closed = true
-		close(l.grew)
-	}
-	return nil
-}
+func newMemLog() *memLog { return &memLog{eventlog.NewMemory()} }
 
 func (l *memLog) record(seq uint64) eventlog.Record {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.recs[seq-1]
+	recs, err := l.Read(context.Background(), seq, 1)
+	if err != nil || len(recs) != 1 {
+		panic(fmt.Sprintf("memLog: no record %d: %v", seq, err))
+	}
+	return recs[0]
 }
 
 var steps = []string{"initiated", "ringing", "accepted", "started", "successful"}
