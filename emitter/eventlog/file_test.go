@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -121,65 +120,6 @@ func TestCorruptLineIsAnErrorNamingIt(t *testing.T) {
 	assert.Contains(t, err.Error(), "events.jsonl:2: not an event")
 	data, _ := os.ReadFile(path)
 	assert.Equal(t, 3, strings.Count(string(data), "\n"), "nothing is truncated or rewritten")
-}
-
-func TestWaitWakesOnAppendAndClose(t *testing.T) {
-	ctx := context.Background()
-	l := open(t, filepath.Join(t.TempDir(), "e.jsonl"), eventlog.SyncNever)
-	woke := make(chan error, 1)
-	go func() { woke <- l.Wait(ctx, 0) }()
-	_, err := l.Append(ctx, ev(1, "initiated", 1))
-	require.NoError(t, err)
-	require.NoError(t, <-woke)
-
-	cctx, cancel := context.WithCancel(ctx)
-	go func() { woke <- l.Wait(cctx, 1) }()
-	cancel()
-	assert.ErrorIs(t, <-woke, context.Canceled)
-
-	go func() { woke <- l.Wait(ctx, 1) }()
-	require.NoError(t, l.Close())
-	assert.ErrorIs(t, <-woke, eventlog.ErrClosed)
-}
-
-// Concurrent appends (group commit under SyncAlways) get distinct,
-// contiguous sequence numbers, and every line lands whole.
-func TestConcurrentAppends(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "events.jsonl")
-	l := open(t, path, eventlog.SyncAlways)
-	var wg sync.WaitGroup
-	seqs := make([][]uint64, 8)
-	for g := range 8 {
-		wg.Go(func() {
-			for i := range 50 {
-				seq, err := l.Append(ctx, ev(int64(g+1), "ringing", int64(i)))
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				seqs[g] = append(seqs[g], seq)
-			}
-		})
-	}
-	wg.Wait()
-	seen := map[uint64]bool{}
-	for g := range seqs {
-		for i, s := range seqs[g] {
-			require.False(t, seen[s], "seq %d given twice", s)
-			seen[s] = true
-			if i > 0 {
-				require.Greater(t, s, seqs[g][i-1], "a goroutine's appends are ordered")
-			}
-		}
-	}
-	require.Len(t, seen, 400)
-	recs, err := l.Read(ctx, 1, 1000)
-	require.NoError(t, err)
-	require.Len(t, recs, 400)
-	for i, r := range recs {
-		require.Equal(t, uint64(i+1), r.Seq)
-	}
 }
 
 func TestParseSyncPolicy(t *testing.T) {
