@@ -89,7 +89,8 @@ func (e *InputError) Error() string {
 func (e *InputError) Unwrap() error { return ErrInvalidInput }
 
 // EmitError is a transition whose event the emitter refused. The call
-// stayed in State; Event names the event that was not emitted. Err is the
+// stayed in State (empty when the refused event was a new call's first: the
+// call was not created); Event names the event that was not emitted. Err is the
 // emitter's error, and errors.Is also matches ErrEmit.
 type EmitError struct {
 	CallID int64
@@ -99,6 +100,9 @@ type EmitError struct {
 }
 
 func (e *EmitError) Error() string {
+	if e.State == "" {
+		return fmt.Sprintf("call %d: %s not emitted, call not created: %v", e.CallID, e.Event, e.Err)
+	}
 	return fmt.Sprintf("call %d: %s not emitted, call stays %s: %v", e.CallID, e.Event, e.State, e.Err)
 }
 

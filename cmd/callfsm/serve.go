@@ -105,6 +105,12 @@ func (s *serveCmd) exec(ctx context.Context, args []string) error {
 	if err != nil {
 		return usagef("--fsync: %v", err)
 	}
+	if s.grace < 0 {
+		return usagef("--grace %v: must not be negative", s.grace)
+	}
+	if s.shutdownTimeout <= 0 {
+		return usagef("--shutdown-timeout %v: must be positive", s.shutdownTimeout)
+	}
 	if len(s.webhooks) > 0 && s.webhookSecret == "" {
 		return usagef("--webhook needs --webhook-secret (a whsec_... secret)")
 	}
@@ -114,7 +120,7 @@ func (s *serveCmd) exec(ctx context.Context, args []string) error {
 		}
 	}
 	logger := slog.New(slog.NewTextHandler(s.stderr, nil))
-	if err := os.MkdirAll(s.dataDir, 0o755); err != nil {
+	if err := os.MkdirAll(s.dataDir, 0o700); err != nil { // the log holds personal data
 		return fmt.Errorf("data dir: %w", err)
 	}
 
@@ -144,7 +150,11 @@ func (s *serveCmd) exec(ctx context.Context, args []string) error {
 		return fmt.Errorf("rebuilding live calls from %s: %w", log.Path(), err)
 	}
 
-	api, err := httpapi.New(httpapi.Config{Engine: eng, Log: log, Token: s.token, Grace: s.grace, Registerer: reg, Gatherer: reg, Logger: logger, Now: eng.Clock().Now})
+	api, err := httpapi.New(httpapi.Config{
+		Engine: eng, Log: log, Token: s.token, Grace: s.grace, Registerer: reg, Gatherer: reg, Logger: logger,
+		Now:   eng.Clock().Now,
+		Ready: func(context.Context) error { return log.Err() }, // a log refusing appends is not ready
+	})
 	if err != nil {
 		return err
 	}
@@ -158,10 +168,10 @@ func (s *serveCmd) exec(ctx context.Context, args []string) error {
 			URL: u, Secret: s.webhookSecret, Log: log,
 			CursorPath:     filepath.Join(s.dataDir, name+".cursor"),
 			DeadLetterPath: filepath.Join(s.dataDir, name+".dead.jsonl"),
-			Registerer:     reg, Logger: logger.With("webhook", u),
+			Registerer:     reg, Logger: logger.With("webhook", redact(u)),
 		})
 		if err != nil {
-			return usagef("--webhook %q: %v", u, err)
+			return usagef("--webhook %q: %v", redact(u), err)
 		}
 		dispatchers = append(dispatchers, d)
 	}
@@ -212,7 +222,7 @@ func (s *serveCmd) exec(ctx context.Context, args []string) error {
 	for i, d := range dispatchers {
 		drain.Go(func() {
 			if err := d.Shutdown(sctx); err != nil {
-				logger.Warn("webhook drain cut short", "webhook", s.webhooks[i], "err", err)
+				logger.Warn("webhook drain cut short", "webhook", redact(s.webhooks[i]), "err", err)
 			}
 		})
 	}
@@ -223,6 +233,17 @@ func (s *serveCmd) exec(ctx context.Context, args []string) error {
 		failure = err
 	}
 	return failure
+}
+
+// redact returns a webhook URL fit for logs: without user info, query or
+// fragment, where receivers often carry tokens.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	return u.String()
 }
 
 // records yields every event of the log, in order.

@@ -211,6 +211,8 @@ func TestServeUsageErrors(t *testing.T) {
 		{[]string{"serve", "--fsync", "sometimes"}, "unknown sync policy"},
 		{[]string{"serve", "--timeout", "started=1m"}, "has a timeout but no"},
 		{[]string{"serve", "extra"}, "serve takes no arguments"},
+		{[]string{"serve", "--grace", "-1s"}, "--grace -1s: must not be negative"},
+		{[]string{"serve", "--shutdown-timeout", "0s"}, "--shutdown-timeout 0s: must be positive"},
 	} {
 		code, _, errOut := runCLI(t, tt.args...)
 		assert.Equal(t, exitUsage, code, tt.args)
@@ -282,4 +284,9 @@ func TestServeEnvironment(t *testing.T) {
 	assert.Equal(t, "s3cr3t,with,commas", s.token)
 	assert.Equal(t, "/var/lib/callfsm,prod", s.dataDir)
 	assert.Equal(t, stringsFlag{"https://a.example/hook?tags=x,y", "https://b.example/hook"}, s.webhooks)
+}
+
+func TestRedactWebhookURL(t *testing.T) {
+	assert.Equal(t, "https://seller.example/hooks", redact("https://user:pw@seller.example/hooks?token=abc#x"))
+	assert.Equal(t, "(unparsable URL)", redact("http://[::1"))
 }

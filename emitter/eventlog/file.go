@@ -134,7 +134,8 @@ func OpenFile(path string, cfg FileConfig) (*File, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	// 0600: payloads hold personal data (names, e-mail addresses).
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("eventlog: %w", err)
 	}
@@ -417,6 +418,16 @@ func readLine(r *bufio.Reader) ([]byte, error) {
 		return nil, err
 	}
 	return append(long, b[:len(b)-1]...), nil
+}
+
+// Err returns the error that made the log refuse appends (a failed write
+// or fsync), or nil while it accepts them. Reopening the file is the way
+// back: the torn or unsynced tail is then truncated or kept as the disk has
+// it.
+func (l *File) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
 }
 
 // Path returns the file's path.

@@ -207,3 +207,12 @@ func TestReadMemoryAndDiskAgree(t *testing.T) {
 		require.Equal(t, from, got[0].Seq)
 	}
 }
+
+func TestLogFileIsPrivate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	l := open(t, path, eventlog.SyncNever)
+	require.NoError(t, l.Err())
+	info, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), info.Mode().Perm(), "payloads hold personal data")
+}
