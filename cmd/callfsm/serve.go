@@ -116,7 +116,7 @@ func (s *serveCmd) exec(ctx context.Context, args []string) error {
 	}
 	for _, u := range s.webhooks {
 		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			return usagef("--webhook %q: want an http or https URL", u)
+			return usagef("--webhook %q: want an http or https URL", redact(u))
 		}
 	}
 	logger := slog.New(slog.NewTextHandler(s.stderr, nil))
@@ -170,8 +170,11 @@ func (s *serveCmd) exec(ctx context.Context, args []string) error {
 			DeadLetterPath: filepath.Join(s.dataDir, name+".dead.jsonl"),
 			Registerer:     reg, Logger: logger.With("webhook", redact(u)),
 		})
-		if err != nil {
+		if errors.Is(err, webhook.ErrConfig) {
 			return usagef("--webhook %q: %v", redact(u), err)
+		}
+		if err != nil { // e.g. a cursor file that does not belong to this log
+			return fmt.Errorf("webhook %q: %w", redact(u), err)
 		}
 		dispatchers = append(dispatchers, d)
 	}
