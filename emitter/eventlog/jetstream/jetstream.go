@@ -1,0 +1,392 @@
+// Package jetstream is the NATS JetStream implementation of eventlog.Log:
+// one stream of call events, one subject per call (<prefix>.<call_id>), the
+// seed payload as the message body, replicated as the stream is. It is the
+// log several `callfsm serve` nodes share.
+//
+// The stream is dedicated: eventlog.Record.Seq is the stream sequence, and
+// the Log contract wants sequences 1, 2, 3… without gaps, so nothing but
+// this package may publish to the stream's subjects, and no message may be
+// deleted or purged (Open creates the stream with DenyDelete and DenyPurge,
+// and refuses a stream that already has gaps).
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/callfsm/callfsm/call/event"
+	"github.com/callfsm/callfsm/emitter/eventlog"
+)
+
+// Config configures a Log. Conn is required; the zero value of every other
+// field means its default.
+type Config struct {
+	// Conn is the connection the Log uses. The Log never closes it.
+	Conn *nats.Conn
+	// Stream is the stream's name; "" means "CALLFSM".
+	Stream string
+	// Subjects is the subject prefix: the events of call 42 go to
+	// "<Subjects>.42", and the stream holds "<Subjects>.>". "" means
+	// "callfsm.calls".
+	Subjects string
+	// Replicas is the stream's replication factor; 0 means 1. Use 3 in a
+	// cluster.
+	Replicas int
+	// MsgID, when set, gives the Nats-Msg-Id header of each append, so
+	// that JetStream deduplicates a retried publish within the stream's
+	// duplicate window: an append of an id already stored returns the
+	// stored event's sequence and stores nothing. Nil sends no id.
+	MsgID func(ev *event.Event) string
+	// Timeout bounds each request to the server when the caller's context
+	// has no deadline; 0 means 5 s.
+	Timeout time.Duration
+	// Logger reports errors of the background consumer that follows the
+	// stream's tail for Wait (it recovers from them by itself). Nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults of Config.
+const (
+	DefaultStream   = "CALLFSM"
+	DefaultSubjects = "callfsm.calls"
+	DefaultTimeout  = 5 * time.Second
+)
+
+// numPendingHeader is the end-of-batch header of a direct batch get:
+// how many messages the stream holds after the batch.
+const numPendingHeader = "Nats-Num-Pending"
+
+// readBatch is the most records one direct batch get asks for.
+const readBatch = 1024
+
+// Log is an eventlog.Log on a JetStream stream. It is safe for concurrent
+// use; several Logs, in one process or many, may share one stream.
+type Log struct {
+	cfg    Config
+	js     jetstream.JetStream
+	getSub string // the stream's direct get subject
+	cc     jetstream.ConsumeContext
+
+	mu      sync.Mutex
+	last    uint64        // last stream sequence seen (own acks, or the tail consumer)
+	changed chan struct{} // closed and replaced when last grows
+	closed  bool
+	done    chan struct{} // closed by Close
+}
+
+var _ eventlog.Log = (*Log)(nil)
+
+// Open creates the stream, or updates it to cfg (file storage, direct gets
+// allowed, no limits), and starts following its tail. The Log begins at
+// the stream's last sequence: reopening a stream continues its numbering.
+func Open(ctx context.Context, cfg Config) (*Log, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(cfg.Conn, jetstream.WithDefaultTimeout(cfg.Timeout))
+	if err != nil {
+		return nil, fmt.Errorf("eventlog/jetstream: %w", err)
+	}
+	ctx, cancel := withTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        cfg.Stream,
+		Description: "callfsm call events, one subject per call",
+		Subjects:    []string{cfg.Subjects + ".>"},
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		AllowDirect: true,
+		DenyDelete:  true,
+		DenyPurge:   true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("eventlog/jetstream: stream %s: %w", cfg.Stream, err)
+	}
+	st := stream.CachedInfo().State
+	if st.NumDeleted > 0 || (st.Msgs > 0 && st.FirstSeq != 1) || st.Msgs != st.LastSeq {
+		return nil, fmt.Errorf("eventlog/jetstream: stream %s has gaps (first seq %d, last %d, %d messages): not a callfsm log", cfg.Stream, st.FirstSeq, st.LastSeq, st.Msgs)
+	}
+	l := &Log{
+		cfg:     cfg,
+		js:      js,
+		getSub:  "$JS.API.DIRECT.GET." + cfg.Stream,
+		last:    st.LastSeq,
+		changed: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	// The tail: an ordered consumer of headers only, from the next
+	// sequence on, tells Wait about appends made by any node, and only
+	// once they are stored.
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   st.LastSeq + 1,
+		HeadersOnly:   true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("eventlog/jetstream: tail consumer: %w", err)
+	}
+	l.cc, err = cons.Consume(l.onTail, jetstream.ConsumeErrHandler(l.onTailErr))
+	if err != nil {
+		return nil, fmt.Errorf("eventlog/jetstream: tail consumer: %w", err)
+	}
+	return l, nil
+}
+
+// fill validates cfg and sets the defaults.
+func (c *Config) fill() error {
+	if c.Conn == nil {
+		return errors.New("eventlog/jetstream: Config.Conn is nil")
+	}
+	if c.Stream == "" {
+		c.Stream = DefaultStream
+	}
+	if strings.ContainsAny(c.Stream, ".*> \t\r\n/\\") {
+		return fmt.Errorf("eventlog/jetstream: invalid stream name %q", c.Stream)
+	}
+	if c.Subjects == "" {
+		c.Subjects = DefaultSubjects
+	}
+	if strings.ContainsAny(c.Subjects, "*> \t\r\n") || strings.HasPrefix(c.Subjects, ".") ||
+		strings.HasSuffix(c.Subjects, ".") || strings.Contains(c.Subjects, "..") {
+		return fmt.Errorf("eventlog/jetstream: invalid subject prefix %q", c.Subjects)
+	}
+	switch {
+	case c.Replicas < 0:
+		return fmt.Errorf("eventlog/jetstream: Config.Replicas is %d", c.Replicas)
+	case c.Replicas == 0:
+		c.Replicas = 1
+	}
+	switch {
+	case c.Timeout < 0:
+		return errors.New("eventlog/jetstream: Config.Timeout is negative")
+	case c.Timeout == 0:
+		c.Timeout = DefaultTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// withTimeout bounds ctx by d unless it has a deadline already.
+func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// Subject returns the subject of call id's events.
+func (l *Log) Subject(callID int64) string {
+	return l.cfg.Subjects + "." + strconv.FormatInt(callID, 10)
+}
+
+// Stream returns the stream's name.
+func (l *Log) Stream() string { return l.cfg.Stream }
+
+// Append publishes ev's seed JSON to the call's subject and returns its
+// stream sequence once JetStream has stored it (on a quorum of replicas).
+func (l *Log) Append(ctx context.Context, ev event.Event) (uint64, error) {
+	if l.isClosed() {
+		return 0, eventlog.ErrClosed
+	}
+	msg := &nats.Msg{Subject: l.Subject(ev.CallID), Data: ev.AppendJSON(nil)}
+	if l.cfg.MsgID != nil {
+		if id := l.cfg.MsgID(&ev); id != "" {
+			msg.Header = nats.Header{jetstream.MsgIDHeader: []string{id}}
+		}
+	}
+	ctx, cancel := withTimeout(ctx, l.cfg.Timeout)
+	defer cancel()
+	ack, err := l.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(l.cfg.Stream))
+	if err != nil {
+		return 0, fmt.Errorf("eventlog/jetstream: append to %s: %w", msg.Subject, err)
+	}
+	l.advance(ack.Sequence)
+	return ack.Sequence, nil
+}
+
+// Read returns up to max records with Seq >= from, in stream order, by
+// direct batch gets ($JS.API.DIRECT.GET, up to 1024 records a request).
+// Direct gets may be answered by any replica: on a follower that lags, Read
+// may return fewer records than Wait or LastSeq promised (never wrong ones).
+func (l *Log) Read(ctx context.Context, from uint64, max int) ([]eventlog.Record, error) {
+	if l.isClosed() {
+		return nil, eventlog.ErrClosed
+	}
+	if from == 0 {
+		from = 1
+	}
+	if max <= 0 {
+		return nil, nil
+	}
+	var out []eventlog.Record
+	for len(out) < max {
+		n := min(max-len(out), readBatch)
+		if out == nil {
+			out = make([]eventlog.Record, 0, n)
+		}
+		got, pending, err := l.getBatch(ctx, from, n, &out)
+		if err != nil {
+			return out, err
+		}
+		if got == 0 || pending == 0 {
+			break
+		}
+		from = out[len(out)-1].Seq + 1
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
+
+// directGet is the body of a direct get request.
+type directGet struct {
+	Seq   uint64 `json:"seq"`
+	Batch int    `json:"batch"`
+}
+
+// getBatch asks for up to n records from seq on and appends them to out.
+// It returns how many it got and how many the stream holds after them.
+func (l *Log) getBatch(ctx context.Context, seq uint64, n int, out *[]eventlog.Record) (got int, pending uint64, err error) {
+	ctx, cancel := withTimeout(ctx, l.cfg.Timeout)
+	defer cancel()
+	nc := l.cfg.Conn
+	inbox := nc.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return 0, 0, fmt.Errorf("eventlog/jetstream: read: %w", err)
+	}
+	defer sub.Unsubscribe()
+	req, _ := json.Marshal(directGet{Seq: seq, Batch: n})
+	if err := nc.PublishRequest(l.getSub, inbox, req); err != nil {
+		return 0, 0, fmt.Errorf("eventlog/jetstream: read: %w", err)
+	}
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return got, 0, fmt.Errorf("eventlog/jetstream: read from %d: %w", seq, err)
+		}
+		if status := m.Header.Get("Status"); status != "" {
+			switch status {
+			case "204": // end of batch
+				p, _ := strconv.ParseUint(m.Header.Get(numPendingHeader), 10, 64)
+				return got, p, nil
+			case "404": // nothing at or after seq
+				return got, 0, nil
+			case "503":
+				return got, 0, fmt.Errorf("eventlog/jetstream: read from %d: %w", seq, nats.ErrNoResponders)
+			}
+			return got, 0, fmt.Errorf("eventlog/jetstream: read from %d: status %s %s", seq, status, m.Header.Get("Description"))
+		}
+		rseq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+		if err != nil {
+			return got, 0, fmt.Errorf("eventlog/jetstream: read from %d: bad %s header: %w", seq, jetstream.SequenceHeader, err)
+		}
+		ev, err := event.Decode(m.Data)
+		if err != nil {
+			return got, 0, fmt.Errorf("eventlog/jetstream: record %d: %w", rseq, err)
+		}
+		*out = append(*out, eventlog.Record{Seq: rseq, Event: ev})
+		got++
+	}
+}
+
+// onTail notes a stored message seen by the tail consumer.
+func (l *Log) onTail(msg jetstream.Msg) {
+	md, err := msg.Metadata()
+	if err != nil {
+		l.cfg.Logger.Warn("eventlog/jetstream: tail consumer: no metadata", "stream", l.cfg.Stream, "err", err)
+		return
+	}
+	l.advance(md.Sequence.Stream)
+}
+
+// onTailErr logs the tail consumer's errors, unless the Log is closing.
+func (l *Log) onTailErr(_ jetstream.ConsumeContext, err error) {
+	if l.isClosed() {
+		return
+	}
+	l.cfg.Logger.Warn("eventlog/jetstream: tail consumer", "stream", l.cfg.Stream, "err", err)
+}
+
+// advance raises last to seq and wakes Wait.
+func (l *Log) advance(seq uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if seq <= l.last {
+		return
+	}
+	l.last = seq
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+func (l *Log) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}
+
+// LastSeq returns the last stream sequence this Log knows of: its own
+// appends at once, other nodes' as soon as the tail consumer sees them.
+func (l *Log) LastSeq() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.last
+}
+
+// Wait blocks until the stream holds a record with Seq > after (appended
+// by this Log or by any other on the stream), ctx is done, or the Log is
+// closed.
+func (l *Log) Wait(ctx context.Context, after uint64) error {
+	for {
+		l.mu.Lock()
+		last, closed, changed := l.last, l.closed, l.changed
+		l.mu.Unlock()
+		switch {
+		case closed:
+			return eventlog.ErrClosed
+		case last > after:
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-l.done:
+			return eventlog.ErrClosed
+		case <-changed:
+		}
+	}
+}
+
+// Close stops the tail consumer, waits for it, and makes later calls
+// return ErrClosed. It leaves the stream and the connection as they are,
+// and is idempotent.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	close(l.done)
+	l.mu.Unlock()
+	l.cc.Stop()
+	<-l.cc.Closed()
+	return nil
+}
