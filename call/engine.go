@@ -212,19 +212,8 @@ func (e *Engine) Create(ctx context.Context, d Details) (*Call, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 
-	sh := e.shard(d.CallID)
-	sh.mu.Lock()
-	if _, live := sh.live[d.CallID]; live {
-		sh.mu.Unlock()
-		return nil, &CallError{CallID: d.CallID, Err: ErrCallExists}
-	}
-	sh.live[d.CallID] = c
-	sh.mu.Unlock()
-	if e.closed.Load() {
-		// Close ran between the check above and the insert, and its sweep
-		// may have missed this call: take it back out.
-		e.drop(c)
-		return nil, ErrClosed
+	if err := e.register(c); err != nil {
+		return nil, err
 	}
 
 	now := e.clock.Now()
@@ -311,6 +300,28 @@ func (e *Engine) Close() error {
 		c.mu.Unlock()
 		return true
 	})
+	return nil
+}
+
+// register puts a new call in the registry, unless its call_id is live
+// (*CallError, ErrCallExists) or the engine is closed (ErrClosed). c.mu is
+// held, so inputs that find the call wait until its creator is done.
+func (e *Engine) register(c *Call) error {
+	id := c.details.CallID
+	sh := e.shard(id)
+	sh.mu.Lock()
+	if _, live := sh.live[id]; live {
+		sh.mu.Unlock()
+		return &CallError{CallID: id, Err: ErrCallExists}
+	}
+	sh.live[id] = c
+	sh.mu.Unlock()
+	if e.closed.Load() {
+		// Close ran since the caller checked, and its sweep may have
+		// missed this call: take it back out.
+		e.drop(c)
+		return ErrClosed
+	}
 	return nil
 }
 

@@ -28,17 +28,8 @@ func (e *Engine) Restore(d Details, st fsm.State, enteredAt time.Time) (*Call, e
 	c := &Call{e: e, details: d, state: st}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	sh := e.shard(d.CallID)
-	sh.mu.Lock()
-	if _, live := sh.live[d.CallID]; live {
-		sh.mu.Unlock()
-		return nil, &CallError{CallID: d.CallID, Err: ErrCallExists}
-	}
-	sh.live[d.CallID] = c
-	sh.mu.Unlock()
-	if e.closed.Load() {
-		e.drop(c)
-		return nil, ErrClosed
+	if err := e.register(c); err != nil {
+		return nil, err
 	}
 	e.live.Add(1)
 	if timeout, _, ok := e.spec.Timeout(st); ok {

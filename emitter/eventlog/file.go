@@ -108,9 +108,7 @@ type File struct {
 	syncMu sync.Mutex // one fsync at a time
 	synced uint64     // last seq known fsynced; guarded by syncMu
 
-	pubMu   sync.Mutex    // guards durable and changed
-	durable uint64        // last seq readers may see
-	changed chan struct{} // closed and replaced when durable grows
+	durable Watermark // the last seq readers may see
 
 	stop chan struct{} // closed by Close; ends the interval syncer
 	wg   sync.WaitGroup
@@ -139,7 +137,7 @@ func OpenFile(path string, cfg FileConfig) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("eventlog: %w", err)
 	}
-	l := &File{cfg: cfg, path: path, f: f, changed: make(chan struct{}), stop: make(chan struct{})}
+	l := &File{cfg: cfg, path: path, f: f, stop: make(chan struct{})}
 	if err := l.load(); err != nil {
 		f.Close()
 		return nil, err
@@ -148,7 +146,8 @@ func OpenFile(path string, cfg FileConfig) (*File, error) {
 		f.Close()
 		return nil, fmt.Errorf("eventlog: %w", err)
 	}
-	l.synced, l.durable = l.last, l.last
+	l.synced = l.last
+	l.durable.Raise(l.last)
 	l.recent, l.recentFrom = make([]Record, recentRecords), l.last+1
 	if cfg.Sync == SyncInterval {
 		l.wg.Add(1)
@@ -306,48 +305,13 @@ func (l *File) syncEvery(interval time.Duration) {
 }
 
 // publish makes records up to seq visible to Read and wakes Wait.
-func (l *File) publish(seq uint64) {
-	l.pubMu.Lock()
-	defer l.pubMu.Unlock()
-	if seq <= l.durable {
-		return
-	}
-	l.durable = seq
-	close(l.changed)
-	l.changed = make(chan struct{})
-}
+func (l *File) publish(seq uint64) { l.durable.Raise(seq) }
 
 // LastSeq returns the last record readers may see.
-func (l *File) LastSeq() uint64 {
-	l.pubMu.Lock()
-	defer l.pubMu.Unlock()
-	return l.durable
-}
+func (l *File) LastSeq() uint64 { return l.durable.Load() }
 
 // Wait blocks until a record with Seq > after is visible.
-func (l *File) Wait(ctx context.Context, after uint64) error {
-	for {
-		l.pubMu.Lock()
-		durable, changed := l.durable, l.changed
-		l.pubMu.Unlock()
-		if durable > after {
-			return nil
-		}
-		l.mu.Lock()
-		closed := l.closed
-		l.mu.Unlock()
-		if closed {
-			return ErrClosed
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-l.stop:
-			return ErrClosed
-		case <-changed:
-		}
-	}
-}
+func (l *File) Wait(ctx context.Context, after uint64) error { return l.durable.Wait(ctx, after) }
 
 // Read returns up to max records with Seq >= from that are visible.
 func (l *File) Read(ctx context.Context, from uint64, max int) ([]Record, error) {
@@ -443,6 +407,7 @@ func (l *File) Close() error {
 	}
 	l.closed = true
 	l.mu.Unlock()
+	l.durable.Close()
 	close(l.stop)
 	l.wg.Wait()
 	l.syncMu.Lock()

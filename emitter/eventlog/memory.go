@@ -11,16 +11,16 @@ import (
 // tests and for embedding the engine where durability comes from elsewhere.
 // The zero value is not ready; use NewMemory.
 type Memory struct {
-	mu      sync.Mutex
-	recs    []Record
-	closed  bool
-	changed chan struct{} // closed and replaced on every append, closed on Close
+	mu     sync.Mutex
+	recs   []Record
+	closed bool
+	mark   Watermark // len(recs)
 }
 
 var _ Log = (*Memory)(nil)
 
 // NewMemory returns an empty in-memory log.
-func NewMemory() *Memory { return &Memory{changed: make(chan struct{})} }
+func NewMemory() *Memory { return &Memory{} }
 
 // Append adds ev at the end of the log.
 func (m *Memory) Append(_ context.Context, ev event.Event) (uint64, error) {
@@ -31,8 +31,7 @@ func (m *Memory) Append(_ context.Context, ev event.Event) (uint64, error) {
 	}
 	seq := uint64(len(m.recs)) + 1
 	m.recs = append(m.recs, Record{Seq: seq, Event: ev})
-	close(m.changed)
-	m.changed = make(chan struct{})
+	m.mark.Raise(seq)
 	return seq, nil
 }
 
@@ -54,40 +53,17 @@ func (m *Memory) Read(_ context.Context, from uint64, max int) ([]Record, error)
 }
 
 // Wait blocks until a record with Seq > after exists.
-func (m *Memory) Wait(ctx context.Context, after uint64) error {
-	for {
-		m.mu.Lock()
-		n, closed, ch := uint64(len(m.recs)), m.closed, m.changed
-		m.mu.Unlock()
-		switch {
-		case closed:
-			return ErrClosed
-		case n > after:
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
+func (m *Memory) Wait(ctx context.Context, after uint64) error { return m.mark.Wait(ctx, after) }
 
 // LastSeq returns the sequence number of the last record.
-func (m *Memory) LastSeq() uint64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return uint64(len(m.recs))
-}
+func (m *Memory) LastSeq() uint64 { return m.mark.Load() }
 
 // Close makes later calls return ErrClosed and wakes every Wait. It is
 // idempotent.
 func (m *Memory) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.closed {
-		m.closed = true
-		close(m.changed)
-	}
+	m.closed = true
+	m.mark.Close()
 	return nil
 }

@@ -78,11 +78,10 @@ type Log struct {
 	getSub string // the stream's direct get subject
 	cc     jetstream.ConsumeContext
 
-	mu      sync.Mutex
-	last    uint64        // last stream sequence seen (own acks, or the tail consumer)
-	changed chan struct{} // closed and replaced when last grows
-	closed  bool
-	done    chan struct{} // closed by Close
+	last eventlog.Watermark // last stream sequence seen (own acks, or the tail consumer)
+
+	mu     sync.Mutex
+	closed bool
 }
 
 var _ eventlog.Log = (*Log)(nil)
@@ -120,13 +119,11 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		return nil, fmt.Errorf("eventlog/jetstream: stream %s has gaps (first seq %d, last %d, %d messages): not a callfsm log", cfg.Stream, st.FirstSeq, st.LastSeq, st.Msgs)
 	}
 	l := &Log{
-		cfg:     cfg,
-		js:      js,
-		getSub:  "$JS.API.DIRECT.GET." + cfg.Stream,
-		last:    st.LastSeq,
-		changed: make(chan struct{}),
-		done:    make(chan struct{}),
+		cfg:    cfg,
+		js:     js,
+		getSub: "$JS.API.DIRECT.GET." + cfg.Stream,
 	}
+	l.last.Raise(st.LastSeq)
 	// The tail: an ordered consumer of headers only, from the next
 	// sequence on, tells Wait about appends made by any node, and only
 	// once they are stored.
@@ -215,7 +212,7 @@ func (l *Log) Append(ctx context.Context, ev event.Event) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("eventlog/jetstream: append to %s: %w", msg.Subject, err)
 	}
-	l.advance(ack.Sequence)
+	l.last.Raise(ack.Sequence)
 	return ack.Sequence, nil
 }
 
@@ -313,7 +310,7 @@ func (l *Log) onTail(msg jetstream.Msg) {
 		l.cfg.Logger.Warn("eventlog/jetstream: tail consumer: no metadata", "stream", l.cfg.Stream, "err", err)
 		return
 	}
-	l.advance(md.Sequence.Stream)
+	l.last.Raise(md.Sequence.Stream)
 }
 
 // onTailErr logs the tail consumer's errors, unless the Log is closing.
@@ -324,18 +321,6 @@ func (l *Log) onTailErr(_ jetstream.ConsumeContext, err error) {
 	l.cfg.Logger.Warn("eventlog/jetstream: tail consumer", "stream", l.cfg.Stream, "err", err)
 }
 
-// advance raises last to seq and wakes Wait.
-func (l *Log) advance(seq uint64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if seq <= l.last {
-		return
-	}
-	l.last = seq
-	close(l.changed)
-	l.changed = make(chan struct{})
-}
-
 func (l *Log) isClosed() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -344,35 +329,12 @@ func (l *Log) isClosed() bool {
 
 // LastSeq returns the last stream sequence this Log knows of: its own
 // appends at once, other nodes' as soon as the tail consumer sees them.
-func (l *Log) LastSeq() uint64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.last
-}
+func (l *Log) LastSeq() uint64 { return l.last.Load() }
 
 // Wait blocks until the stream holds a record with Seq > after (appended
 // by this Log or by any other on the stream), ctx is done, or the Log is
 // closed.
-func (l *Log) Wait(ctx context.Context, after uint64) error {
-	for {
-		l.mu.Lock()
-		last, closed, changed := l.last, l.closed, l.changed
-		l.mu.Unlock()
-		switch {
-		case closed:
-			return eventlog.ErrClosed
-		case last > after:
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-l.done:
-			return eventlog.ErrClosed
-		case <-changed:
-		}
-	}
-}
+func (l *Log) Wait(ctx context.Context, after uint64) error { return l.last.Wait(ctx, after) }
 
 // Close stops the tail consumer, waits for it, and makes later calls
 // return ErrClosed. It leaves the stream and the connection as they are,
@@ -384,8 +346,8 @@ func (l *Log) Close() error {
 		return nil
 	}
 	l.closed = true
-	close(l.done)
 	l.mu.Unlock()
+	l.last.Close()
 	l.cc.Stop()
 	<-l.cc.Closed()
 	return nil
