@@ -3,13 +3,9 @@ package call
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
-	lfsm "github.com/looplab/fsm"
-
-	"github.com/callfsm/callfsm/call/event"
 	"github.com/callfsm/callfsm/fsm"
 	"github.com/callfsm/callfsm/timeout"
 )
@@ -105,30 +101,11 @@ func (c *Call) apply(ctx context.Context, in Input, now time.Time) (fsm.State, e
 	case e.closed.Load():
 		return c.state, ErrClosed
 	}
-	// The call's machine: a looplab/fsm FSM of the spec, set to the call's
-	// state, from a pool so that live calls do not each hold one (see
-	// docs/performance.md).
 	from := c.state
-	m := e.spec.AcquireFSM(from)
-	defer e.spec.ReleaseFSM(m)
-	if err := m.Event(ctx, string(in.Trigger)); err != nil {
-		return from, c.translate(err, in.Trigger)
+	to, ev, err := Step(ctx, e.spec, &c.details, from, in, now)
+	if err != nil {
+		return from, err
 	}
-	to := fsm.State(m.Current())
-
-	participant := in.Participant
-	if e.spec.NeedsParticipant(to) {
-		if tr, _ := e.spec.Transition(from, in.Trigger); tr.Participant != "" {
-			participant = event.Participant(tr.Participant)
-		}
-		if !participant.Valid() {
-			return from, &InputError{CallID: id, Field: "participant", Reason: fmt.Sprintf("%s needs participant %q or %q, got %q", to, event.User, event.Agent, participant)}
-		}
-	} else if participant != "" {
-		return from, &InputError{CallID: id, Field: "participant", Reason: fmt.Sprintf("only allowed into a participant state, not %s", to)}
-	}
-
-	ev := c.event(to, participant, now.Unix())
 	if err := e.emit.Emit(ctx, ev); err != nil {
 		return from, &EmitError{CallID: id, State: from, Event: ev.Event, Err: err}
 	}
@@ -141,38 +118,6 @@ func (c *Call) apply(ctx context.Context, in Input, now time.Time) (fsm.State, e
 		c.arm(now)
 	}
 	return to, nil
-}
-
-// translate turns looplab/fsm's errors into the engine's.
-func (c *Call) translate(err error, trigger fsm.Trigger) error {
-	id := c.details.CallID
-	var invalid lfsm.InvalidEventError
-	var unknown lfsm.UnknownEventError
-	switch {
-	case errors.As(err, &invalid):
-		var allowed []fsm.Trigger
-		for _, t := range c.e.spec.Allowed(c.state) {
-			if t != fsm.Timeout {
-				allowed = append(allowed, t)
-			}
-		}
-		return &TransitionError{CallID: id, State: c.state, Trigger: trigger, Allowed: allowed}
-	case errors.As(err, &unknown):
-		return &InputError{CallID: id, Field: "trigger", Reason: fmt.Sprintf("%q is not a trigger of lifecycle %q", trigger, c.e.spec.Name())}
-	default:
-		// Canceled contexts and looplab's internal states: nothing applied.
-		return fmt.Errorf("call %d: %s: %w", id, trigger, err)
-	}
-}
-
-// event builds the payload for entering state st.
-func (c *Call) event(st fsm.State, p event.Participant, ts int64) event.Event {
-	d := &c.details
-	return event.Event{
-		Event: c.e.spec.EventName(st), SessionID: d.SessionID, UserID: d.UserID, CallID: d.CallID,
-		ScheduleID: d.ScheduleID, Agent: d.Agent, User: d.User, Meta: d.Meta,
-		Participant: p, Timestamp: ts,
-	}
 }
 
 // arm starts the current state's timer, if it has one. c.mu is held.

@@ -190,11 +190,8 @@ func (e *Engine) Create(ctx context.Context, d Details) (*Call, error) {
 	if e.closed.Load() {
 		return nil, ErrClosed
 	}
-	if d.CallID <= 0 {
-		return nil, &InputError{CallID: d.CallID, Field: "call_id", Reason: "must be a positive integer"}
-	}
-	if d.UserID < 0 {
-		return nil, &InputError{CallID: d.CallID, Field: "user_id", Reason: "must not be negative"}
+	if err := d.Validate(); err != nil {
+		return nil, err
 	}
 	if d.SessionID == "" {
 		d.SessionID = e.newSession()
@@ -217,7 +214,7 @@ func (e *Engine) Create(ctx context.Context, d Details) (*Call, error) {
 	}
 
 	now := e.clock.Now()
-	ev := c.event(e.spec.Initial(), "", now.Unix())
+	ev := NewEvent(e.spec, &c.details, e.spec.Initial(), "", now.Unix())
 	if err := e.emit.Emit(ctx, ev); err != nil {
 		e.drop(c)
 		return nil, &EmitError{CallID: d.CallID, Event: ev.Event, Err: err}

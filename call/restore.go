@@ -65,10 +65,7 @@ func (e *Engine) Rebuild(events iter.Seq2[event.Event, error]) (int, error) {
 		}
 		p := live[ev.CallID]
 		if p == nil || st == e.spec.Initial() {
-			p = &pending{d: Details{
-				CallID: ev.CallID, SessionID: ev.SessionID, UserID: ev.UserID,
-				ScheduleID: ev.ScheduleID, Agent: ev.Agent, User: ev.User, Meta: ev.Meta,
-			}}
+			p = &pending{d: DetailsOf(&ev)}
 			live[ev.CallID] = p
 		}
 		p.state, p.at = st, ev.Timestamp

@@ -1,7 +1,19 @@
 // Package jetstream is the NATS JetStream implementation of eventlog.Log:
-// one stream of call events, one subject per call (<prefix>.<call_id>), the
-// seed payload as the message body, replicated as the stream is. It is the
-// log several `callfsm serve` nodes share.
+// one stream of call events, one subject per call
+// (<prefix>.<partition>.<call_id>), the seed payload as the message body,
+// replicated as the stream is. It is the log several `callfsm serve` nodes
+// share.
+//
+// The partition token (call_id modulo Config.Partitions) lets consumers
+// split the calls between them while each call stays in one partition, so
+// that a consumer of a partition sees each of its calls' events in order
+// (webhook delivery uses one consumer per partition). The number of
+// partitions is fixed when the stream is created and kept in its metadata.
+//
+// Besides the Log interface, Last and AppendIf give a call's last event and
+// an append that succeeds only if the call's last event is still the one
+// read: the compare-and-set that lets several nodes apply triggers to one
+// call and yield exactly one transition per race (call/cluster).
 //
 // The stream is dedicated: eventlog.Record.Seq is the stream sequence, and
 // the Log contract wants sequences 1, 2, 3… without gaps, so nothing but
@@ -42,6 +54,10 @@ type Config struct {
 	// Replicas is the stream's replication factor; 0 means 1. Use 3 in a
 	// cluster.
 	Replicas int
+	// Partitions is how many partitions the calls' subjects are spread
+	// over; 0 means DefaultPartitions. It is fixed when the stream is
+	// created: opening an existing stream with another value is an error.
+	Partitions int
 	// MsgID, when set, gives the Nats-Msg-Id header of each append, so
 	// that JetStream deduplicates a retried publish within the stream's
 	// duplicate window: an append of an id already stored returns the
@@ -61,7 +77,20 @@ const (
 	DefaultStream   = "CALLFSM"
 	DefaultSubjects = "callfsm.calls"
 	DefaultTimeout  = 5 * time.Second
+	// DefaultPartitions is how many partitions a new stream has by
+	// default: enough for a few nodes to share webhook delivery.
+	DefaultPartitions = 16
 )
+
+// partitionsKey is the stream metadata key holding the partition count.
+const partitionsKey = "callfsm_partitions"
+
+// MaxPartitions is the largest Config.Partitions.
+const MaxPartitions = 1024
+
+// ErrConflict is returned by AppendIf when the call's last event is no
+// longer the one the caller read: another append won the race.
+var ErrConflict = errors.New("eventlog/jetstream: the call's last event changed")
 
 // numPendingHeader is the end-of-batch header of a direct batch get:
 // how many messages the stream holds after the batch.
@@ -75,6 +104,7 @@ const readBatch = 1024
 type Log struct {
 	cfg    Config
 	js     jetstream.JetStream
+	stream jetstream.Stream
 	getSub string // the stream's direct get subject
 	cc     jetstream.ConsumeContext
 
@@ -99,6 +129,17 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	ctx, cancel := withTimeout(ctx, cfg.Timeout)
 	defer cancel()
+	// The partition count of an existing stream is its own: check it
+	// before the update below would overwrite it.
+	switch old, err := js.Stream(ctx, cfg.Stream); {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("eventlog/jetstream: stream %s: %w", cfg.Stream, err)
+	default:
+		if got := old.CachedInfo().Config.Metadata[partitionsKey]; got != strconv.Itoa(cfg.Partitions) {
+			return nil, fmt.Errorf("eventlog/jetstream: stream %s has %q partitions, want %d: the partition count is fixed when the stream is created", cfg.Stream, got, cfg.Partitions)
+		}
+	}
 	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        cfg.Stream,
 		Description: "callfsm call events, one subject per call",
@@ -110,6 +151,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		AllowDirect: true,
 		DenyDelete:  true,
 		DenyPurge:   true,
+		Metadata:    map[string]string{partitionsKey: strconv.Itoa(cfg.Partitions)},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("eventlog/jetstream: stream %s: %w", cfg.Stream, err)
@@ -121,6 +163,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	l := &Log{
 		cfg:    cfg,
 		js:     js,
+		stream: stream,
 		getSub: "$JS.API.DIRECT.GET." + cfg.Stream,
 	}
 	l.last.Raise(st.LastSeq)
@@ -167,6 +210,12 @@ func (c *Config) fill() error {
 		c.Replicas = 1
 	}
 	switch {
+	case c.Partitions < 0 || c.Partitions > MaxPartitions:
+		return fmt.Errorf("eventlog/jetstream: Config.Partitions is %d, want 1 to %d", c.Partitions, MaxPartitions)
+	case c.Partitions == 0:
+		c.Partitions = DefaultPartitions
+	}
+	switch {
 	case c.Timeout < 0:
 		return errors.New("eventlog/jetstream: Config.Timeout is negative")
 	case c.Timeout == 0:
@@ -186,10 +235,34 @@ func withTimeout(ctx context.Context, d time.Duration) (context.Context, context
 	return context.WithTimeout(ctx, d)
 }
 
-// Subject returns the subject of call id's events.
+// Subject returns the subject of call id's events:
+// <prefix>.<partition>.<call_id>.
 func (l *Log) Subject(callID int64) string {
-	return l.cfg.Subjects + "." + strconv.FormatInt(callID, 10)
+	return l.PartitionSubjects(l.Partition(callID)) + "." + strconv.FormatInt(callID, 10)
 }
+
+// Partitions returns how many partitions the calls are spread over.
+func (l *Log) Partitions() int { return l.cfg.Partitions }
+
+// Partition returns the partition of call id: id modulo Partitions.
+func (l *Log) Partition(callID int64) int {
+	return int(uint64(callID) % uint64(l.cfg.Partitions))
+}
+
+// PartitionSubjects returns the subject prefix of partition p's calls; a
+// consumer of the partition filters on it followed by ".*".
+func (l *Log) PartitionSubjects(p int) string {
+	return l.cfg.Subjects + "." + strconv.Itoa(p)
+}
+
+// Replicas returns the stream's replication factor.
+func (l *Log) Replicas() int { return l.cfg.Replicas }
+
+// Conn returns the Log's connection.
+func (l *Log) Conn() *nats.Conn { return l.cfg.Conn }
+
+// JetStream returns the JetStream context the Log uses.
+func (l *Log) JetStream() jetstream.JetStream { return l.js }
 
 // Stream returns the stream's name.
 func (l *Log) Stream() string { return l.cfg.Stream }
@@ -214,6 +287,73 @@ func (l *Log) Append(ctx context.Context, ev event.Event) (uint64, error) {
 	}
 	l.last.Raise(ack.Sequence)
 	return ack.Sequence, nil
+}
+
+// Head is a call's last event: its record and the Nats-Msg-Id it was
+// appended with ("" if none).
+type Head struct {
+	eventlog.Record
+	MsgID string
+}
+
+// Last returns call id's last event, read by a direct get of the call's
+// subject; ok is false when the call has none. With Replicas > 1 a lagging
+// follower may answer with an older event: AppendIf on it then fails with
+// ErrConflict, never commits.
+func (l *Log) Last(ctx context.Context, callID int64) (h Head, ok bool, err error) {
+	if l.isClosed() {
+		return h, false, eventlog.ErrClosed
+	}
+	ctx, cancel := withTimeout(ctx, l.cfg.Timeout)
+	defer cancel()
+	msg, err := l.stream.GetLastMsgForSubject(ctx, l.Subject(callID))
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return h, false, nil
+	case err != nil:
+		return h, false, fmt.Errorf("eventlog/jetstream: last event of call %d: %w", callID, err)
+	}
+	ev, err := event.Decode(msg.Data)
+	if err != nil {
+		return h, false, fmt.Errorf("eventlog/jetstream: record %d: %w", msg.Sequence, err)
+	}
+	return Head{Record: eventlog.Record{Seq: msg.Sequence, Event: ev}, MsgID: msg.Header.Get(jetstream.MsgIDHeader)}, true, nil
+}
+
+// AppendIf appends ev only if the last event of ev's call is still the one
+// at stream sequence last (0: the call has no event yet), with msgID as its
+// Nats-Msg-Id. It returns the new event's sequence, or ErrConflict (wrapped)
+// when another append came first.
+//
+// JetStream checks the last sequence before the message id, so a retry of
+// an append that was stored fails with ErrConflict too: Last then shows
+// the stored append's msgID, which is how a caller that did not get its
+// answer (a timeout) learns that its append was made. dup reports that
+// JetStream held an append with msgID within its duplicate window, though
+// the sequence matched: the returned sequence is that append's, nothing
+// was stored.
+func (l *Log) AppendIf(ctx context.Context, ev event.Event, last uint64, msgID string) (seq uint64, dup bool, err error) {
+	if l.isClosed() {
+		return 0, false, eventlog.ErrClosed
+	}
+	msg := &nats.Msg{Subject: l.Subject(ev.CallID), Data: ev.AppendJSON(nil)}
+	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(l.cfg.Stream), jetstream.WithExpectLastSequencePerSubject(last)}
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	ctx, cancel := withTimeout(ctx, l.cfg.Timeout)
+	defer cancel()
+	ack, err := l.js.PublishMsg(ctx, msg, opts...)
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+			return 0, false, fmt.Errorf("append to %s after %d: %w", msg.Subject, last, ErrConflict)
+		}
+		return 0, false, fmt.Errorf("eventlog/jetstream: append to %s: %w", msg.Subject, err)
+	}
+	l.last.Raise(ack.Sequence)
+	return ack.Sequence, ack.Duplicate, nil
 }
 
 // Read returns up to max records with Seq >= from, in stream order, by

@@ -135,7 +135,7 @@ func TestBodyAndSubject(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := msg.Subject, "popin.calls.28844"; got != want {
+	if got, want := msg.Subject, "popin.calls.12.28844"; got != want {
 		t.Errorf("subject = %q, want %q", got, want)
 	}
 	if want := ev.AppendJSON(nil); !bytes.Equal(msg.Data, want) {
@@ -289,5 +289,63 @@ func TestClose(t *testing.T) {
 	}
 	if err := l.Wait(context.Background(), 0); !errors.Is(err, eventlog.ErrClosed) {
 		t.Fatalf("Wait after Close = %v, want ErrClosed", err)
+	}
+}
+
+// TestAppendIf is the compare-and-set a call's transitions rely on.
+func TestAppendIf(t *testing.T) {
+	nc := connect(t, runServer(t))
+	ctx := context.Background()
+	l := open(t, jetstream.Config{Conn: nc})
+	ev := func(name string) event.Event {
+		return event.Event{Event: name, SessionID: "s", UserID: 1, CallID: 9, Timestamp: 100}
+	}
+
+	_, ok, err := l.Last(ctx, 9)
+	if err != nil || ok {
+		t.Fatalf("Last of a call with no event = %v, %v; want none", ok, err)
+	}
+	s1, dup, err := l.AppendIf(ctx, ev("popin_outgoing_call_initiated"), 0, "9.0.create")
+	if err != nil || dup {
+		t.Fatalf("first append = %d, %v, %v", s1, dup, err)
+	}
+	if _, _, err := l.AppendIf(ctx, ev("popin_outgoing_call_initiated"), 0, "9.0.other"); !errors.Is(err, jetstream.ErrConflict) {
+		t.Fatalf("append expecting no event on a call with one: %v, want ErrConflict", err)
+	}
+	s2, _, err := l.AppendIf(ctx, ev("popin_outgoing_call_ringing"), s1, "9.1.ring")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A retry of the same append stores nothing; the call's last event
+	// carries the retried append's id.
+	if _, _, err := l.AppendIf(ctx, ev("popin_outgoing_call_ringing"), s1, "9.1.ring"); !errors.Is(err, jetstream.ErrConflict) {
+		t.Fatalf("retried append: %v, want ErrConflict", err)
+	}
+	if _, _, err := l.AppendIf(ctx, ev("popin_outgoing_call_accepted"), s1, "9.1.accept"); !errors.Is(err, jetstream.ErrConflict) {
+		t.Fatalf("append after a stale event: %v, want ErrConflict", err)
+	}
+	last, ok, err := l.Last(ctx, 9)
+	if err != nil || !ok || last.Seq != s2 || last.Event.Event != "popin_outgoing_call_ringing" || last.MsgID != "9.1.ring" {
+		t.Fatalf("Last = %+v, %v, %v; want the ringing event at %d, id 9.1.ring", last, ok, err, s2)
+	}
+	if got := l.LastSeq(); got != s2 {
+		t.Errorf("LastSeq = %d, want %d", got, s2)
+	}
+}
+
+func TestPartitionsAreFixed(t *testing.T) {
+	nc := connect(t, runServer(t))
+	l := open(t, jetstream.Config{Conn: nc, Partitions: 4})
+	if got, want := l.Subject(10), "callfsm.calls.2.10"; got != want {
+		t.Errorf("Subject(10) = %q, want %q", got, want)
+	}
+	if got, want := l.PartitionSubjects(3), "callfsm.calls.3"; got != want {
+		t.Errorf("PartitionSubjects(3) = %q, want %q", got, want)
+	}
+	if _, err := jetstream.Open(context.Background(), jetstream.Config{Conn: nc, Partitions: 8}); err == nil {
+		t.Fatal("reopening a 4-partition stream with 8 partitions succeeded")
+	}
+	if _, err := jetstream.Open(context.Background(), jetstream.Config{Conn: nc, Partitions: -1}); err == nil {
+		t.Fatal("Open with -1 partitions succeeded")
 	}
 }

@@ -1,0 +1,454 @@
+// Package cluster runs calls over NATS JetStream, so that many stateless
+// nodes (`callfsm serve --nats`) share them: any node applies any input to
+// any call, any node can die, and nothing a node holds matters.
+//
+// The call log is a JetStream stream (emitter/eventlog/jetstream), one
+// subject per call. A node applies an input by reading the call's last
+// event (cached, with its stream sequence), running the same transition
+// rule as the single-process engine (call.Step), and appending the new
+// event with optimistic concurrency on the call's subject
+// (Nats-Expected-Last-Subject-Sequence) and a Nats-Msg-Id naming the
+// attempt (<call_id>.<previous sequence>.<trigger>.<node>.<n>). Two nodes
+// racing on one call yield exactly one transition: the loser's append is
+// refused, it reads the call again and answers as a single engine would,
+// applying its input to the new state if that is still legal, else an
+// error. A retried append is deduplicated by JetStream, and an append whose
+// answer was lost is recognised by its id in the call's last event.
+//
+// Timeouts live in JetStream too, as message schedules on a second stream
+// (<log stream>_TIMERS): entering a state with a timeout publishes a
+// schedule on the call's timer subject, which replaces the call's previous
+// one; entering a state without a timeout purges it. A schedule fires
+// Config.TimerLead before the deadline into a durable work-queue consumer
+// that all nodes share; the node that takes it holds it until the
+// deadline, then applies the timeout with the same compare-and-set,
+// stamped with the deadline. A fired timer only wakes a call up: the node
+// reads the call's last event and decides from it alone (nothing to do,
+// re-arm for a later deadline, or time out), so a stale timer is a no-op
+// and timers need no cancellation to be correct. When no node runs,
+// schedules still fire and wait in the consumer; the first node back
+// applies them, each stamped with its deadline.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/callfsm/callfsm/call"
+	"github.com/callfsm/callfsm/call/event"
+	"github.com/callfsm/callfsm/emitter/eventlog"
+	"github.com/callfsm/callfsm/emitter/eventlog/jetstream"
+	"github.com/callfsm/callfsm/fsm"
+)
+
+// Defaults of Config.
+const (
+	// DefaultTimerLead is how long before its deadline a schedule fires,
+	// by default: JetStream's scheduler runs at most every 250 ms, so a
+	// node takes the timer early and holds it until the deadline.
+	DefaultTimerLead = time.Second
+	// DefaultTimerAckWait is how long, by default, a fired timer taken by
+	// a node that died waits before another node takes it.
+	DefaultTimerAckWait = 5 * time.Second
+	// DefaultCacheSize is how many calls' last events a node caches.
+	DefaultCacheSize = 100_000
+	// DefaultMaxAttempts bounds how many times one input is tried against
+	// a call that keeps changing under it.
+	DefaultMaxAttempts = 16
+)
+
+// timerConsumer is the durable consumer of fired timers all nodes share.
+const timerConsumer = "callfsm-timers"
+
+// Config configures an Engine. Log is required; the zero value of every
+// other field means the default its comment gives.
+type Config struct {
+	// Log is the call log every node shares. Required. The Engine does not
+	// close it.
+	Log *jetstream.Log
+	// Spec is the lifecycle. Nil means fsm.Outgoing(). Every node must use
+	// the same.
+	Spec *fsm.Spec
+	// Now tells the time of clients' inputs (their events' timestamps).
+	// Nil means time.Now. Timeouts follow the NATS servers' clocks for
+	// when schedules fire and this clock for when they apply.
+	Now func() time.Time
+	// NewSessionID makes a session_id for a call created without one. Nil
+	// means a random UUID.
+	NewSessionID func() string
+	// TimerStream is the stream of the timers' schedules; "" means the
+	// log's stream name followed by "_TIMERS".
+	TimerStream string
+	// TimerSubjects is the subject prefix of the timers: schedules go to
+	// "<TimerSubjects>.sched.<call_id>" and fire into
+	// "<TimerSubjects>.fired.<call_id>". "" means "callfsm.timers".
+	TimerSubjects string
+	// TimerLead is how long before its deadline a schedule fires; the node
+	// that takes it holds it until the deadline. Zero means
+	// DefaultTimerLead. It must be shorter than TimerAckWait.
+	TimerLead time.Duration
+	// TimerAckWait is how long a fired timer stays with a node before
+	// JetStream gives it to another, should the first have died. Zero
+	// means DefaultTimerAckWait.
+	TimerAckWait time.Duration
+	// CacheSize bounds the calls whose last event the node caches. Zero
+	// means DefaultCacheSize; negative means no cache.
+	CacheSize int
+	// MaxAttempts bounds how often one input is retried after losing a
+	// race. Zero means DefaultMaxAttempts.
+	MaxAttempts int
+	// Logger receives errors no caller is told about (a timer that could
+	// not be applied). Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Engine applies inputs to calls kept in JetStream. It is safe for
+// concurrent use; several Engines, in one process or many, may share one
+// log. Make one with New, stop it with Close.
+type Engine struct {
+	cfg    Config
+	log    *jetstream.Log
+	spec   *fsm.Spec
+	now    func() time.Time
+	logger *slog.Logger
+	cache  *cache
+	timers *timers
+
+	node        string        // this node's name in message ids
+	requests    atomic.Uint64 // numbers the appends this node tries
+	transitions atomic.Uint64 // appended by this node
+	conflicts   atomic.Uint64 // appends refused because another came first
+	timeouts    atomic.Uint64 // timeouts this node applied
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// New checks cfg, creates (or updates) the timers' stream and consumer,
+// and starts taking fired timers. Every error names what was wrong.
+func New(ctx context.Context, cfg Config) (*Engine, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		cfg: cfg, log: cfg.Log, spec: cfg.Spec, now: cfg.Now, logger: cfg.Logger,
+		cache: newCache(cfg.CacheSize), node: uuid.NewString()[:8],
+	}
+	t, err := startTimers(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	e.timers = t
+	return e, nil
+}
+
+func (c *Config) fill() error {
+	switch {
+	case c.Log == nil:
+		return errors.New("cluster: Config.Log is nil")
+	case c.TimerLead < 0:
+		return errors.New("cluster: Config.TimerLead is negative")
+	case c.TimerAckWait < 0:
+		return errors.New("cluster: Config.TimerAckWait is negative")
+	case c.MaxAttempts < 0:
+		return errors.New("cluster: Config.MaxAttempts is negative")
+	}
+	if c.Spec == nil {
+		c.Spec = fsm.Outgoing()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.NewSessionID == nil {
+		c.NewSessionID = uuid.NewString
+	}
+	if c.TimerStream == "" {
+		c.TimerStream = c.Log.Stream() + "_TIMERS"
+	}
+	if c.TimerSubjects == "" {
+		c.TimerSubjects = "callfsm.timers"
+	}
+	if c.TimerLead == 0 {
+		c.TimerLead = DefaultTimerLead
+	}
+	if c.TimerAckWait == 0 {
+		c.TimerAckWait = DefaultTimerAckWait
+	}
+	if c.TimerLead >= c.TimerAckWait {
+		return fmt.Errorf("cluster: Config.TimerLead (%v) must be shorter than Config.TimerAckWait (%v)", c.TimerLead, c.TimerAckWait)
+	}
+	if c.CacheSize == 0 {
+		c.CacheSize = DefaultCacheSize
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = DefaultMaxAttempts
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Spec returns the lifecycle.
+func (e *Engine) Spec() *fsm.Spec { return e.spec }
+
+// Log returns the call log.
+func (e *Engine) Log() *jetstream.Log { return e.log }
+
+// Stats are a node's counters since New.
+type Stats struct {
+	Transitions uint64 // events this node appended (creations included)
+	Conflicts   uint64 // appends refused because another node's came first
+	Timeouts    uint64 // timeouts this node applied
+	TimersHeld  int    // fired timers this node holds until their deadline
+}
+
+// Stats returns the node's counters.
+func (e *Engine) Stats() Stats {
+	return Stats{
+		Transitions: e.transitions.Load(), Conflicts: e.conflicts.Load(),
+		Timeouts: e.timeouts.Load(), TimersHeld: e.timers.held(),
+	}
+}
+
+func (e *Engine) isClosed() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.closed
+}
+
+// Close stops taking fired timers and drops those held, unacknowledged, so
+// that another node applies them; later inputs fail with call.ErrClosed.
+// It leaves the log, the streams and the connection as they are, and is
+// idempotent.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	e.mu.Unlock()
+	e.timers.stop()
+	return nil
+}
+
+// Start creates a call in the lifecycle's initial state and appends its
+// event; see Create. It returns the call's details, its session_id filled.
+func (e *Engine) Start(ctx context.Context, d call.Details) (call.Details, error) {
+	return e.Create(ctx, d)
+}
+
+// Create creates a call in the lifecycle's initial state: it appends the
+// initial event only if the call_id has no events or its last event ended
+// it (so an ended call's id may be reused at once, as with call.Engine).
+// Errors: *call.InputError, *call.CallError (call.ErrCallExists) when the
+// id belongs to a live call, *call.EmitError when JetStream is unreachable,
+// call.ErrClosed.
+func (e *Engine) Create(ctx context.Context, d call.Details) (call.Details, error) {
+	if e.isClosed() {
+		return d, call.ErrClosed
+	}
+	if err := d.Validate(); err != nil {
+		return d, err
+	}
+	if d.SessionID == "" {
+		d.SessionID = e.cfg.NewSessionID()
+	}
+	initial := e.spec.Initial()
+	lost := false // a racing append won: the call's timer may be ours
+	for range e.cfg.MaxAttempts {
+		head, ok, _, err := e.read(ctx, d.CallID, true)
+		if err != nil {
+			return d, &call.EmitError{CallID: d.CallID, Event: e.spec.EventName(initial), Err: err}
+		}
+		var after uint64
+		if ok {
+			st, err := e.stateOf(&head.Event)
+			if err != nil || !e.spec.Terminal(st) {
+				if lost && err == nil { // our timer replaced the winner's
+					e.timers.arm(ctx, d.CallID, st, time.Unix(head.Event.Timestamp, 0))
+				}
+				return d, &call.CallError{CallID: d.CallID, Err: call.ErrCallExists}
+			}
+			after = head.Seq
+		}
+		at := e.now()
+		ev := call.NewEvent(e.spec, &d, initial, "", at.Unix())
+		// The initial state's timer is armed before the event is
+		// appended: a node dying between the two leaves a timer that
+		// wakes the call up, never a call without one.
+		e.timers.arm(ctx, d.CallID, initial, at)
+		if _, err := e.tryAppend(ctx, ev, after, "create"); err != nil {
+			if errors.Is(err, jetstream.ErrConflict) {
+				lost = true
+				continue
+			}
+			return d, &call.EmitError{CallID: d.CallID, Event: ev.Event, Err: err}
+		}
+		return d, nil
+	}
+	return d, &call.EmitError{CallID: d.CallID, Event: e.spec.EventName(initial), Err: errContended}
+}
+
+// errContended is the error of an input that lost MaxAttempts races.
+var errContended = errors.New("cluster: the call kept changing under this input; try again")
+
+// Fire applies trigger to the call; see Apply.
+func (e *Engine) Fire(ctx context.Context, id int64, trigger fsm.Trigger) (fsm.State, error) {
+	return e.Apply(ctx, id, call.Input{Trigger: trigger})
+}
+
+// Apply applies an input to the call with that id and returns the state
+// the call is in afterwards, as call.Engine.Apply does and with the same
+// errors; *call.EmitError when JetStream is unreachable. When another node
+// changes the call first, Apply reads it again and applies the input to
+// the new state if it is still legal there.
+func (e *Engine) Apply(ctx context.Context, id int64, in call.Input) (fsm.State, error) {
+	if in.Trigger == fsm.Timeout {
+		return "", &call.InputError{CallID: id, Field: "trigger", Reason: "timeout is fired by the engine's timers, not by callers"}
+	}
+	if e.isClosed() {
+		return "", call.ErrClosed
+	}
+	fresh := false // head was read from JetStream, not the cache
+	for range e.cfg.MaxAttempts {
+		head, ok, cached, err := e.read(ctx, id, fresh)
+		if err != nil {
+			return "", &call.EmitError{CallID: id, Err: err}
+		}
+		fresh = fresh || !cached
+		if !ok {
+			return "", &call.CallError{CallID: id, Err: call.ErrUnknownCall}
+		}
+		from, err := e.stateOf(&head.Event)
+		if err != nil {
+			return "", err
+		}
+		if e.spec.Terminal(from) {
+			if !fresh { // the id may have been reused since
+				fresh = true
+				continue
+			}
+			return from, &call.EndedError{CallID: id, State: from}
+		}
+		d := call.DetailsOf(&head.Event)
+		now := e.now()
+		to, ev, err := call.Step(ctx, e.spec, &d, from, in, now)
+		if err != nil {
+			var illegal *call.TransitionError
+			if errors.As(err, &illegal) && !fresh { // the cache may be behind
+				fresh = true
+				continue
+			}
+			return from, err
+		}
+		if _, err := e.tryAppend(ctx, ev, head.Seq, string(in.Trigger)); err != nil {
+			if errors.Is(err, jetstream.ErrConflict) {
+				fresh = true
+				continue
+			}
+			return from, &call.EmitError{CallID: id, State: from, Event: ev.Event, Err: err}
+		}
+		e.committed(ctx, id, from, to, now)
+		return to, nil
+	}
+	return "", &call.EmitError{CallID: id, Err: errContended}
+}
+
+// tryAppend appends ev after the call's event at sequence after, with the
+// message id <call_id>.<after>.<what>.<node>.<n>, and caches it. The id
+// names this attempt of this request on this node: a retried publish of it
+// is deduplicated, and two requests never share one, so that of two equal
+// triggers racing the loser learns it lost (and answers as a single engine
+// would answer the second). When the append is refused, or its answer
+// lost, the call's last event tells what happened: if it carries the
+// message id, the append was made (its answer was lost) and counts as
+// made; else another append won the race, and tryAppend returns
+// ErrConflict, the winner's event cached.
+func (e *Engine) tryAppend(ctx context.Context, ev event.Event, after uint64, what string) (jetstream.Head, error) {
+	mid := strconv.FormatInt(ev.CallID, 10) + "." + strconv.FormatUint(after, 10) + "." + what +
+		"." + e.node + "." + strconv.FormatUint(e.requests.Add(1), 36)
+	seq, dup, err := e.log.AppendIf(ctx, ev, after, mid)
+	if err == nil && !dup {
+		h := jetstream.Head{Record: eventlog.Record{Seq: seq, Event: ev}, MsgID: mid}
+		e.transitions.Add(1)
+		e.cache.put(ev.CallID, h)
+		return h, nil
+	}
+	head, ok, _, rerr := e.read(ctx, ev.CallID, true)
+	switch {
+	case rerr == nil && ok && head.MsgID == mid && head.Seq > after:
+		e.transitions.Add(1)
+		return head, nil
+	case err == nil || errors.Is(err, jetstream.ErrConflict):
+		e.conflicts.Add(1)
+		return head, fmt.Errorf("cluster: call %d: %w", ev.CallID, jetstream.ErrConflict)
+	default:
+		return head, err
+	}
+}
+
+// read returns the call's last event: the cached one unless fresh (or
+// none is cached; cached tells), else JetStream's.
+func (e *Engine) read(ctx context.Context, id int64, fresh bool) (h jetstream.Head, ok, cached bool, err error) {
+	if !fresh {
+		if h, ok := e.cache.get(id); ok {
+			return h, true, true, nil
+		}
+	}
+	h, ok, err = e.log.Last(ctx, id)
+	if err != nil || !ok {
+		e.cache.drop(id)
+		return h, ok, false, err
+	}
+	e.cache.put(id, h)
+	return h, true, false, nil
+}
+
+// committed notes a transition of call id from one state to another at
+// time at: it arms the new state's timer, or cancels the old state's, and
+// forgets an ended call.
+func (e *Engine) committed(ctx context.Context, id int64, from, to fsm.State, at time.Time) {
+	if e.spec.Terminal(to) {
+		e.cache.drop(id)
+	}
+	if _, _, timed := e.spec.Timeout(to); timed {
+		e.timers.arm(ctx, id, to, at)
+	} else if _, _, wasTimed := e.spec.Timeout(from); wasTimed {
+		e.timers.cancel(id)
+	}
+}
+
+// stateOf returns the state an event of the log entered, or an error for
+// an event the lifecycle does not know (a log of another lifecycle).
+func (e *Engine) stateOf(ev *event.Event) (fsm.State, error) {
+	if st, ok := e.spec.StateOf(ev.Event); ok {
+		return st, nil
+	}
+	return "", fmt.Errorf("cluster: call %d: its last event %q is not an event of lifecycle %q", ev.CallID, ev.Event, e.spec.Name())
+}
+
+// Ping checks that the node reaches JetStream and the log's stream, for a
+// readiness probe.
+func (e *Engine) Ping(ctx context.Context) error {
+	if e.isClosed() {
+		return call.ErrClosed
+	}
+	if _, err := e.log.JetStream().Stream(ctx, e.log.Stream()); err != nil {
+		if errors.Is(err, natsjs.ErrStreamNotFound) {
+			return fmt.Errorf("stream %s not found", e.log.Stream())
+		}
+		return fmt.Errorf("JetStream unreachable: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,295 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/callfsm/callfsm/call"
+	"github.com/callfsm/callfsm/emitter/eventlog/jetstream"
+	"github.com/callfsm/callfsm/fsm"
+)
+
+// Headers of JetStream message schedules (nats-server 2.12 and later).
+const (
+	scheduleHeader       = "Nats-Schedule"
+	scheduleTargetHeader = "Nats-Schedule-Target"
+)
+
+// timerPull is how many fired timers a node asks for at a time.
+const timerPull = 1024
+
+// retryDelay is how long a timer whose timeout could not be appended
+// (JetStream unreachable) waits before it is tried again.
+const retryDelay = time.Second
+
+// timerBody is a schedule's body: the call and the deadline it was armed
+// for. Fired timers carry it; it is a hint, as the call's last event
+// decides what a fired timer does.
+type timerBody struct {
+	CallID   int64     `json:"call_id"`
+	State    fsm.State `json:"state"`
+	Deadline int64     `json:"deadline_ns"` // Unix nanoseconds
+}
+
+// timers arms, cancels and applies the calls' timeouts through JetStream
+// message schedules. It owns the consumer of fired timers and the timers it
+// holds until their deadline.
+type timers struct {
+	e          *Engine
+	js         natsjs.JetStream
+	nc         *nats.Conn
+	schedSubj  string // <prefix>.sched
+	firedSubj  string // <prefix>.fired
+	purgeSubj  string // the timer stream's purge API
+	replyInbox string // where fire-and-forget requests' replies go: nowhere
+	cc         natsjs.ConsumeContext
+	ctx        context.Context // done on stop
+	cancelCtx  context.CancelFunc
+	armErrors  atomic.Uint64
+
+	mu      sync.Mutex
+	holding map[*time.Timer]struct{}
+	stopped bool
+	wg      sync.WaitGroup // held timers running
+}
+
+// startTimers creates the timers' stream and the shared consumer of fired
+// timers, and starts consuming.
+func startTimers(ctx context.Context, e *Engine) (*timers, error) {
+	cfg := e.cfg
+	nc := cfg.Log.Conn()
+	t := &timers{
+		e: e, nc: nc,
+		schedSubj:  cfg.TimerSubjects + ".sched",
+		firedSubj:  cfg.TimerSubjects + ".fired",
+		purgeSubj:  "$JS.API.STREAM.PURGE." + cfg.TimerStream,
+		replyInbox: nc.NewInbox(),
+		holding:    make(map[*time.Timer]struct{}),
+	}
+	js, err := natsjs.New(nc, natsjs.WithPublishAsyncErrHandler(func(_ natsjs.JetStream, m *nats.Msg, err error) {
+		t.armErrors.Add(1)
+		e.logger.Error("cluster: arming a timer failed; the call's previous timer, if any, will re-arm it", "subject", m.Subject, "err", err)
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	t.js = js
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	stream, err := js.CreateOrUpdateStream(ctx, natsjs.StreamConfig{
+		Name:              cfg.TimerStream,
+		Description:       "callfsm timers: one message schedule per call with a timeout armed, and the fired timers",
+		Subjects:          []string{cfg.TimerSubjects + ".>"},
+		Storage:           natsjs.FileStorage,
+		Replicas:          cfg.Log.Replicas(),
+		Retention:         natsjs.WorkQueuePolicy,
+		AllowMsgSchedules: true,
+		AllowRollup:       true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: timer stream %s: %w", cfg.TimerStream, err)
+	}
+	cons, err := stream.CreateOrUpdateConsumer(ctx, natsjs.ConsumerConfig{
+		Durable:       timerConsumer,
+		Description:   "fired callfsm timers, shared by every node",
+		FilterSubject: t.firedSubj + ".>",
+		AckPolicy:     natsjs.AckExplicitPolicy,
+		AckWait:       cfg.TimerAckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: -1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: timer consumer on %s: %w", cfg.TimerStream, err)
+	}
+	t.ctx, t.cancelCtx = context.WithCancel(context.Background())
+	t.cc, err = cons.Consume(t.onFired, natsjs.PullMaxMessages(timerPull),
+		natsjs.ConsumeErrHandler(func(_ natsjs.ConsumeContext, err error) {
+			if t.ctx.Err() == nil {
+				e.logger.Warn("cluster: timer consumer", "stream", cfg.TimerStream, "err", err)
+			}
+		}))
+	if err != nil {
+		t.cancelCtx()
+		return nil, fmt.Errorf("cluster: timer consumer on %s: %w", cfg.TimerStream, err)
+	}
+	return t, nil
+}
+
+// withTimeout bounds ctx by the default request timeout unless it has a
+// deadline already.
+func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, 5*time.Second)
+}
+
+// arm publishes the schedule of call id's timeout in state st, entered at
+// entered: it fires TimerLead before the deadline and replaces the call's
+// previous schedule. The publish is asynchronous; a failure is logged (the
+// previous schedule, firing, re-arms from the log).
+func (t *timers) arm(ctx context.Context, id int64, st fsm.State, entered time.Time) {
+	d, _, ok := t.e.spec.Timeout(st)
+	if !ok {
+		return
+	}
+	deadline := entered.Add(d)
+	body, _ := json.Marshal(timerBody{CallID: id, State: st, Deadline: deadline.UnixNano()})
+	sid := strconv.FormatInt(id, 10)
+	msg := &nats.Msg{
+		Subject: t.schedSubj + "." + sid,
+		Data:    body,
+		Header: nats.Header{
+			scheduleHeader:       []string{"@at " + deadline.Add(-t.e.cfg.TimerLead).UTC().Format(time.RFC3339Nano)},
+			scheduleTargetHeader: []string{t.firedSubj + "." + sid},
+		},
+	}
+	if _, err := t.js.PublishMsgAsync(msg, natsjs.WithExpectStream(t.e.cfg.TimerStream)); err != nil {
+		t.armErrors.Add(1)
+		t.e.logger.Error("cluster: arming a timer failed", "call_id", id, "state", st, "err", err)
+	}
+}
+
+// cancel purges call id's schedule, if it has one, without waiting: a
+// schedule that survives fires as a no-op.
+func (t *timers) cancel(id int64) {
+	body := []byte(`{"filter":"` + t.schedSubj + "." + strconv.FormatInt(id, 10) + `"}`)
+	_ = t.nc.PublishRequest(t.purgeSubj, t.replyInbox, body)
+}
+
+// onFired takes a fired timer: it holds it until its deadline (the
+// schedule fired TimerLead early), then expires the call.
+func (t *timers) onFired(msg natsjs.Msg) {
+	var b timerBody
+	if err := json.Unmarshal(msg.Data(), &b); err != nil || b.CallID <= 0 {
+		t.e.logger.Error("cluster: dropping a malformed fired timer", "subject", msg.Subject(), "body", string(msg.Data()), "err", err)
+		_ = msg.Term()
+		return
+	}
+	t.hold(msg, b.CallID, time.Unix(0, b.Deadline))
+}
+
+// hold runs expire for msg's call at due (at once if due has passed),
+// unless the timers stop first.
+func (t *timers) hold(msg natsjs.Msg, id int64, due time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		return // not acknowledged: another node takes it after AckWait
+	}
+	t.wg.Add(1)
+	var tm *time.Timer
+	tm = time.AfterFunc(max(due.Sub(t.e.now()), 0), func() {
+		defer t.wg.Done()
+		t.mu.Lock()
+		delete(t.holding, tm)
+		t.mu.Unlock()
+		t.expire(msg, id)
+	})
+	t.holding[tm] = struct{}{}
+}
+
+// expire applies what a fired timer asks of call id, then acknowledges it.
+func (t *timers) expire(msg natsjs.Msg, id int64) {
+	wait, err := t.e.expire(t.ctx, id)
+	switch {
+	case t.ctx.Err() != nil:
+		return // stopping: another node takes it
+	case err != nil:
+		t.e.logger.Error("cluster: applying a timeout failed; retrying", "call_id", id, "err", err)
+		_ = msg.NakWithDelay(retryDelay)
+	case wait > 0 && wait <= t.e.cfg.TimerAckWait/2:
+		t.hold(msg, id, t.e.now().Add(wait))
+	case wait > 0:
+		// Far from the deadline: a timer for a state the call has left.
+		// Arm the current state's, and let this one go.
+		_ = msg.Ack()
+	default:
+		_ = msg.Ack()
+	}
+}
+
+// held returns how many fired timers the node holds.
+func (t *timers) held() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.holding)
+}
+
+// stop stops consuming, drops the held timers unacknowledged and waits
+// for those running, then for the schedules still being published.
+func (t *timers) stop() {
+	t.mu.Lock()
+	t.stopped = true
+	for tm := range t.holding {
+		if tm.Stop() {
+			t.wg.Done()
+		}
+		delete(t.holding, tm)
+	}
+	t.mu.Unlock()
+	t.cancelCtx()
+	t.cc.Stop()
+	<-t.cc.Closed()
+	t.wg.Wait()
+	select {
+	case <-t.js.PublishAsyncComplete():
+	case <-time.After(5 * time.Second):
+		t.e.logger.Warn("cluster: timers still being armed at close", "pending", t.js.PublishAsyncPending())
+	}
+}
+
+// expire decides what call id's timer does, from the call's last event
+// alone: nothing (the call ended, or is in a state without a timeout),
+// time out (the deadline has passed: the timeout is appended with the same
+// compare-and-set as any input, stamped with the deadline), or wait (it
+// returns how long; a deadline more than TimerAckWait/2 away is re-armed as
+// a schedule). A timer for a state the call has left thus never applies.
+func (e *Engine) expire(ctx context.Context, id int64) (time.Duration, error) {
+	for range e.cfg.MaxAttempts {
+		last, ok, _, err := e.read(ctx, id, true)
+		if err != nil || !ok {
+			return 0, err
+		}
+		from, err := e.stateOf(&last.Event)
+		if err != nil || e.spec.Terminal(from) {
+			return 0, nil
+		}
+		d, _, timed := e.spec.Timeout(from)
+		if !timed {
+			return 0, nil
+		}
+		entered := time.Unix(last.Event.Timestamp, 0)
+		deadline := entered.Add(d)
+		if wait := deadline.Sub(e.now()); wait > 0 {
+			if wait > e.cfg.TimerAckWait/2 {
+				e.timers.arm(ctx, id, from, entered)
+			}
+			return wait, nil
+		}
+		dt := call.DetailsOf(&last.Event)
+		to, ev, err := call.Step(ctx, e.spec, &dt, from, call.Input{Trigger: fsm.Timeout}, deadline)
+		if err != nil {
+			return 0, err
+		}
+		if _, err := e.tryAppend(ctx, ev, last.Seq, string(fsm.Timeout)); err != nil {
+			if errors.Is(err, jetstream.ErrConflict) {
+				continue // decide again from the new last event
+			}
+			return 0, err
+		}
+		e.timeouts.Add(1)
+		e.committed(ctx, id, from, to, deadline)
+		return 0, nil
+	}
+	return 0, errContended
+}
