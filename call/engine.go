@@ -224,6 +224,17 @@ func (e *Engine) Create(ctx context.Context, d Details) (*Call, error) {
 	return c, nil
 }
 
+// Start creates a call, as Create does, and returns its details (its
+// session_id filled in): what callers that drive calls by id need, such as
+// the HTTP API, which drives a cluster.Engine the same way.
+func (e *Engine) Start(ctx context.Context, d Details) (Details, error) {
+	c, err := e.Create(ctx, d)
+	if err != nil {
+		return d, err
+	}
+	return c.Details(), nil
+}
+
 // Lookup returns the live call with that id. For an unknown or ended call
 // it returns *CallError (ErrUnknownCall) or *EndedError (ErrCallEnded).
 func (e *Engine) Lookup(id int64) (*Call, error) {

@@ -401,6 +401,9 @@ func (e *Engine) tryAppend(ctx context.Context, ev event.Event, after uint64, wh
 // read returns the call's last event: the cached one unless fresh (or
 // none is cached; cached tells), else JetStream's.
 func (e *Engine) read(ctx context.Context, id int64, fresh bool) (h jetstream.Head, ok, cached bool, err error) {
+	if err := e.connected(); err != nil {
+		return h, false, false, err
+	}
 	if !fresh {
 		if h, ok := e.cache.get(id); ok {
 			return h, true, true, nil
@@ -438,11 +441,27 @@ func (e *Engine) stateOf(ev *event.Event) (fsm.State, error) {
 	return "", fmt.Errorf("cluster: call %d: its last event %q is not an event of lifecycle %q", ev.CallID, ev.Event, e.spec.Name())
 }
 
+// errDisconnected is the error of an input while the node's connection to
+// NATS is down: answered at once rather than after a request timeout.
+var errDisconnected = errors.New("cluster: not connected to NATS")
+
+// connected returns errDisconnected unless the node's NATS connection is
+// up.
+func (e *Engine) connected() error {
+	if !e.log.Conn().IsConnected() {
+		return errDisconnected
+	}
+	return nil
+}
+
 // Ping checks that the node reaches JetStream and the log's stream, for a
 // readiness probe.
 func (e *Engine) Ping(ctx context.Context) error {
 	if e.isClosed() {
 		return call.ErrClosed
+	}
+	if err := e.connected(); err != nil {
+		return err
 	}
 	if _, err := e.log.JetStream().Stream(ctx, e.log.Stream()); err != nil {
 		if errors.Is(err, natsjs.ErrStreamNotFound) {

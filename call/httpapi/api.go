@@ -1,4 +1,5 @@
-// Package httpapi is callfsm's HTTP API: a JSON API over a call.Engine, the
+// Package httpapi is callfsm's HTTP API: a JSON API over an Engine (a
+// call.Engine in one process, or a cluster.Engine over NATS JetStream), the
 // history of recent calls and a Server-Sent Events stream of every event,
 // both read from the event log, plus health, readiness and Prometheus
 // metrics.
@@ -69,11 +70,23 @@ const DefaultHeartbeat = 15 * time.Second
 // GET /v1/calls/{call_id}; see Config.MaxEnded.
 const DefaultMaxEnded = 100_000
 
+// Engine runs the calls the API drives: *call.Engine in one process,
+// *cluster.Engine (call/cluster) over NATS JetStream for many. Its errors
+// are call's: *call.CallError, *call.TransitionError, *call.EmitError…
+type Engine interface {
+	// Spec returns the lifecycle.
+	Spec() *fsm.Spec
+	// Start creates a call and returns its details, session_id filled.
+	Start(ctx context.Context, d call.Details) (call.Details, error)
+	// Apply applies an input to a call and returns its state afterwards.
+	Apply(ctx context.Context, id int64, in call.Input) (fsm.State, error)
+}
+
 // Config configures an API. Engine and Log are required; every other zero
 // value means the default its comment gives.
 type Config struct {
 	// Engine runs the calls. Required.
-	Engine *call.Engine
+	Engine Engine
 	// Log is the event log the Engine's emitter appends to. The history and
 	// the SSE streams tail it. Required.
 	Log eventlog.Log
@@ -112,7 +125,7 @@ type Config struct {
 
 // API is the HTTP API over an Engine. Make one with New.
 type API struct {
-	eng       *call.Engine
+	eng       Engine
 	log       eventlog.Log
 	tokenSum  [sha256.Size]byte
 	hasToken  bool

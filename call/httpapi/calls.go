@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"maps"
@@ -81,7 +80,7 @@ func (a *API) createCall(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	c, err := a.eng.Create(r.Context(), call.Details{
+	d, err := a.eng.Start(r.Context(), call.Details{
 		CallID: *req.CallID, SessionID: req.SessionID, UserID: *req.UserID, ScheduleID: req.ScheduleID,
 		Agent: req.Agent, User: req.User, Meta: req.Meta,
 	})
@@ -89,8 +88,8 @@ func (a *API) createCall(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	w.Header().Set("Location", "/v1/calls/"+strconv.FormatInt(c.ID(), 10))
-	writeJSON(w, http.StatusCreated, createResponse{CallID: c.ID(), SessionID: c.Details().SessionID, State: c.State()})
+	w.Header().Set("Location", "/v1/calls/"+strconv.FormatInt(d.CallID, 10))
+	writeJSON(w, http.StatusCreated, createResponse{CallID: d.CallID, SessionID: d.SessionID, State: a.eng.Spec().Initial()})
 }
 
 func (a *API) fireTrigger(w http.ResponseWriter, r *http.Request) {
@@ -167,8 +166,8 @@ func (a *API) getCall(w http.ResponseWriter, r *http.Request) {
 	// for a trigger included) is in the history before it answers.
 	ctx, cancel := context.WithTimeout(r.Context(), catchUpTimeout)
 	defer cancel()
-	if err := a.hist.waitFor(ctx, a.closeCtx, a.log.LastSeq()); err != nil {
-		a.fail(w, r, unavailable("the call history is catching up with the event log"))
+	if err := a.catchUp(ctx); err != nil {
+		a.fail(w, r, err)
 		return
 	}
 	snap, ok := a.hist.lookup(id, a.now())
@@ -184,6 +183,32 @@ func (a *API) getCall(w http.ResponseWriter, r *http.Request) {
 		resp.Events[i] = ev.AppendJSON(nil)
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// Syncer is implemented by a Log that other processes append to too
+// (eventlog/jetstream's): Sync asks the log's authority for its last
+// sequence, so that reads wait for other nodes' writes as well as this
+// node's.
+type Syncer interface {
+	Sync(ctx context.Context) (uint64, error)
+}
+
+// catchUp waits until the history holds every event the log held when it
+// was called: read your writes, made on this node or (with a Syncer log)
+// on any.
+func (a *API) catchUp(ctx context.Context) error {
+	last := a.log.LastSeq()
+	if s, ok := a.log.(Syncer); ok {
+		seq, err := s.Sync(ctx)
+		if err != nil {
+			return unavailable("the event log is unreachable: " + err.Error())
+		}
+		last = max(last, seq)
+	}
+	if err := a.hist.waitFor(ctx, a.closeCtx, last); err != nil {
+		return unavailable("the call history is catching up with the event log")
+	}
+	return nil
 }
 
 // Paging of GET /v1/calls.
@@ -223,28 +248,19 @@ func (a *API) listCalls(w http.ResponseWriter, r *http.Request) {
 		}
 		after = n
 	}
-	// The engine's registry is not ordered: collect the live calls past
-	// after, then sort. Calls that end meanwhile are left out.
-	var calls []*call.Call
-	a.eng.Range(func(c *call.Call) bool {
-		if c.ID() > after {
-			calls = append(calls, c)
-		}
-		return true
-	})
-	slices.SortFunc(calls, func(x, y *call.Call) int { return cmp.Compare(x.ID(), y.ID()) })
-	spec := a.eng.Spec()
-	resp := listResponse{Calls: make([]listedCall, 0, min(limit, len(calls)))}
-	for _, c := range calls {
-		st := c.State()
-		if spec.Terminal(st) {
-			continue
-		}
-		if len(resp.Calls) == limit {
-			resp.Next = strconv.FormatInt(resp.Calls[limit-1].CallID, 10)
-			break
-		}
-		resp.Calls = append(resp.Calls, listedCall{CallID: c.ID(), State: st, SessionID: c.Details().SessionID})
+	// Read your writes, as GET /v1/calls/{call_id}: the history holds
+	// every call created before this request (on any node sharing the
+	// log).
+	ctx, cancel := context.WithTimeout(r.Context(), catchUpTimeout)
+	defer cancel()
+	if err := a.catchUp(ctx); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	calls, more := a.hist.live(after, limit)
+	resp := listResponse{Calls: calls}
+	if more {
+		resp.Next = strconv.FormatInt(calls[len(calls)-1].CallID, 10)
 	}
 	writeJSON(w, http.StatusOK, resp)
 }

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"slices"
@@ -238,6 +239,27 @@ func (h *history) lookup(id int64, now time.Time) (snapshot, bool) {
 		return snapshot{}, false
 	}
 	return snapshot{base: rc.base, steps: slices.Clone(rc.steps), state: rc.state, live: rc.live}, true
+}
+
+// live returns up to limit live calls with call_id > after, by call_id,
+// and whether there are more. The history keeps no order: it sorts the
+// live calls past after on each call.
+func (h *history) live(after int64, limit int) (calls []listedCall, more bool) {
+	h.mu.Lock()
+	for id, rc := range h.calls {
+		if rc.live && id > after {
+			calls = append(calls, listedCall{CallID: id, State: rc.state, SessionID: rc.base.SessionID})
+		}
+	}
+	h.mu.Unlock()
+	slices.SortFunc(calls, func(x, y listedCall) int { return cmp.Compare(x.CallID, y.CallID) })
+	if len(calls) > limit {
+		return calls[:limit], true
+	}
+	if calls == nil {
+		calls = []listedCall{}
+	}
+	return calls, false
 }
 
 // isReady reports whether the history follows the log and has replayed it.

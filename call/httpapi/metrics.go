@@ -57,8 +57,8 @@ func newMetrics(a *API) *metrics {
 	}
 	live := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "callfsm_calls_live",
-		Help: "Live calls in the engine.",
-	}, func() float64 { return float64(a.eng.Len()) })
+		Help: "Live calls, as the event log tells (every node's, when nodes share the log).",
+	}, func() float64 { n, _ := a.hist.size(); return float64(n) })
 	historyLive := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "callfsm_history_calls", Help: "Calls whose history GET /v1/calls/{call_id} can answer.",
 		ConstLabels: prometheus.Labels{"live": "true"},

@@ -467,6 +467,23 @@ func (l *Log) isClosed() bool {
 	return l.closed
 }
 
+// Sync asks the server for the stream's last sequence, which Wait then
+// knows of: a reader that must see every append made before it asked (by
+// any node) waits for that sequence.
+func (l *Log) Sync(ctx context.Context) (uint64, error) {
+	if l.isClosed() {
+		return 0, eventlog.ErrClosed
+	}
+	ctx, cancel := withTimeout(ctx, l.cfg.Timeout)
+	defer cancel()
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("eventlog/jetstream: stream %s: %w", l.cfg.Stream, err)
+	}
+	l.last.Raise(info.State.LastSeq)
+	return info.State.LastSeq, nil
+}
+
 // LastSeq returns the last stream sequence this Log knows of: its own
 // appends at once, other nodes' as soon as the tail consumer sees them.
 func (l *Log) LastSeq() uint64 { return l.last.Load() }
