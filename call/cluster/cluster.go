@@ -267,7 +267,7 @@ func (e *Engine) Create(ctx context.Context, d call.Details) (call.Details, erro
 	initial := e.spec.Initial()
 	lost := false // a racing append won: the call's timer may be ours
 	for range e.cfg.MaxAttempts {
-		head, ok, _, err := e.read(ctx, d.CallID, true)
+		head, ok, _, err := e.read(ctx, d.CallID, fromLeader)
 		if err != nil {
 			return d, &call.EmitError{CallID: d.CallID, Event: e.spec.EventName(initial), Err: err}
 		}
@@ -320,14 +320,20 @@ func (e *Engine) Apply(ctx context.Context, id int64, in call.Input) (fsm.State,
 	if e.isClosed() {
 		return "", call.ErrClosed
 	}
-	fresh := false // head was read from JetStream, not the cache
+	want := fromCache // how fresh the next read must be
 	for range e.cfg.MaxAttempts {
-		head, ok, cached, err := e.read(ctx, id, fresh)
+		head, ok, got, err := e.read(ctx, id, want)
 		if err != nil {
 			return "", &call.EmitError{CallID: id, Err: err}
 		}
-		fresh = fresh || !cached
+		// An answer other than a transition is given only from the
+		// leader's view: the cache, or a lagging replica, may be behind.
+		sure := got == fromLeader
 		if !ok {
+			if !sure {
+				want = fromLeader
+				continue
+			}
 			return "", &call.CallError{CallID: id, Err: call.ErrUnknownCall}
 		}
 		from, err := e.stateOf(&head.Event)
@@ -335,8 +341,8 @@ func (e *Engine) Apply(ctx context.Context, id int64, in call.Input) (fsm.State,
 			return "", err
 		}
 		if e.spec.Terminal(from) {
-			if !fresh { // the id may have been reused since
-				fresh = true
+			if !sure { // the id may have been reused since
+				want = fromLeader
 				continue
 			}
 			return from, &call.EndedError{CallID: id, State: from}
@@ -346,15 +352,15 @@ func (e *Engine) Apply(ctx context.Context, id int64, in call.Input) (fsm.State,
 		to, ev, err := call.Step(ctx, e.spec, &d, from, in, now)
 		if err != nil {
 			var illegal *call.TransitionError
-			if errors.As(err, &illegal) && !fresh { // the cache may be behind
-				fresh = true
+			if errors.As(err, &illegal) && !sure {
+				want = fromLeader
 				continue
 			}
 			return from, err
 		}
 		if _, err := e.tryAppend(ctx, ev, head.Seq, string(in.Trigger)); err != nil {
 			if errors.Is(err, jetstream.ErrConflict) {
-				fresh = true
+				want = fromLeader
 				continue
 			}
 			return from, &call.EmitError{CallID: id, State: from, Event: ev.Event, Err: err}
@@ -385,7 +391,7 @@ func (e *Engine) tryAppend(ctx context.Context, ev event.Event, after uint64, wh
 		e.cache.put(ev.CallID, h)
 		return h, nil
 	}
-	head, ok, _, rerr := e.read(ctx, ev.CallID, true)
+	head, ok, _, rerr := e.read(ctx, ev.CallID, fromLeader)
 	switch {
 	case rerr == nil && ok && head.MsgID == mid && head.Seq > after:
 		e.transitions.Add(1)
@@ -398,24 +404,43 @@ func (e *Engine) tryAppend(ctx context.Context, ev event.Event, after uint64, wh
 	}
 }
 
-// read returns the call's last event: the cached one unless fresh (or
-// none is cached; cached tells), else JetStream's.
-func (e *Engine) read(ctx context.Context, id int64, fresh bool) (h jetstream.Head, ok, cached bool, err error) {
+// freshness is how recent a read of a call's last event is sure to be.
+type freshness int
+
+const (
+	fromCache   freshness = iota // this node's cache: maybe behind
+	fromReplica                  // a direct get, answered by any replica: maybe behind with Replicas > 1
+	fromLeader                   // every acknowledged append: the stream leader's view
+)
+
+// read returns the call's last event, at least as fresh as want, and how
+// fresh it is. A cache miss reads JetStream; with one replica a direct get
+// is the leader's view.
+func (e *Engine) read(ctx context.Context, id int64, want freshness) (h jetstream.Head, ok bool, got freshness, err error) {
 	if err := e.connected(); err != nil {
-		return h, false, false, err
+		return h, false, want, err
 	}
-	if !fresh {
+	if want == fromCache {
 		if h, ok := e.cache.get(id); ok {
-			return h, true, true, nil
+			return h, true, fromCache, nil
 		}
 	}
-	h, ok, err = e.log.Last(ctx, id)
+	if want == fromLeader && e.log.Replicas() > 1 {
+		h, ok, err = e.log.LastFromLeader(ctx, id)
+		got = fromLeader
+	} else {
+		h, ok, err = e.log.Last(ctx, id)
+		got = fromReplica
+		if e.log.Replicas() == 1 {
+			got = fromLeader
+		}
+	}
 	if err != nil || !ok {
 		e.cache.drop(id)
-		return h, ok, false, err
+		return h, ok, got, err
 	}
 	e.cache.put(id, h)
-	return h, true, false, nil
+	return h, true, got, nil
 }
 
 // committed notes a transition of call id from one state to another at

@@ -256,7 +256,7 @@ func (t *timers) stop() {
 // a schedule). A timer for a state the call has left thus never applies.
 func (e *Engine) expire(ctx context.Context, id int64) (time.Duration, error) {
 	for range e.cfg.MaxAttempts {
-		last, ok, _, err := e.read(ctx, id, true)
+		last, ok, _, err := e.read(ctx, id, fromLeader)
 		if err != nil || !ok {
 			return 0, err
 		}

@@ -80,6 +80,7 @@ func newRoot(stdout, stderr io.Writer) *ffcli.Command {
 		(&diagramCmd{stdout: stdout, stderr: stderr}).command(),
 		(&simulateCmd{stdout: stdout, stderr: stderr}).command(),
 		(&checkCmd{stdout: stdout, stderr: stderr}).command(),
+		(&logCmd{stdout: stdout, stderr: stderr}).command(),
 		(&versionCmd{stdout: stdout}).command(),
 		(&helpCmd{stdout: stdout, root: root}).command(),
 	}

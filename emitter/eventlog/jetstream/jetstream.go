@@ -55,8 +55,9 @@ type Config struct {
 	// cluster.
 	Replicas int
 	// Partitions is how many partitions the calls' subjects are spread
-	// over; 0 means DefaultPartitions. It is fixed when the stream is
-	// created: opening an existing stream with another value is an error.
+	// over. It is fixed when the stream is created: opening an existing
+	// stream with another value is an error. 0 means the existing
+	// stream's count, or DefaultPartitions for a new stream.
 	Partitions int
 	// MsgID, when set, gives the Nats-Msg-Id header of each append, so
 	// that JetStream deduplicates a retried publish within the stream's
@@ -136,9 +137,19 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	case err != nil:
 		return nil, fmt.Errorf("eventlog/jetstream: stream %s: %w", cfg.Stream, err)
 	default:
-		if got := old.CachedInfo().Config.Metadata[partitionsKey]; got != strconv.Itoa(cfg.Partitions) {
+		got, ok := old.CachedInfo().Config.Metadata[partitionsKey]
+		if !ok {
+			return nil, fmt.Errorf("eventlog/jetstream: stream %s has no partition count (metadata %s): not a callfsm event log", cfg.Stream, partitionsKey)
+		}
+		if n, err := strconv.Atoi(got); err == nil && cfg.Partitions == 0 {
+			cfg.Partitions = n
+		}
+		if got != strconv.Itoa(cfg.Partitions) {
 			return nil, fmt.Errorf("eventlog/jetstream: stream %s has %q partitions, want %d: the partition count is fixed when the stream is created", cfg.Stream, got, cfg.Partitions)
 		}
+	}
+	if cfg.Partitions == 0 {
+		cfg.Partitions = DefaultPartitions
 	}
 	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        cfg.Stream,
@@ -212,8 +223,6 @@ func (c *Config) fill() error {
 	switch {
 	case c.Partitions < 0 || c.Partitions > MaxPartitions:
 		return fmt.Errorf("eventlog/jetstream: Config.Partitions is %d, want 1 to %d", c.Partitions, MaxPartitions)
-	case c.Partitions == 0:
-		c.Partitions = DefaultPartitions
 	}
 	switch {
 	case c.Timeout < 0:
@@ -318,6 +327,62 @@ func (l *Log) Last(ctx context.Context, callID int64) (h Head, ok bool, err erro
 		return h, false, fmt.Errorf("eventlog/jetstream: record %d: %w", msg.Sequence, err)
 	}
 	return Head{Record: eventlog.Record{Seq: msg.Sequence, Event: ev}, MsgID: msg.Header.Get(jetstream.MsgIDHeader)}, true, nil
+}
+
+// LastFromLeader is Last answered by the stream's leader
+// ($JS.API.STREAM.MSG.GET rather than a direct get): it holds every
+// acknowledged append, so its answer is never older than an append
+// acknowledged before the call. With Replicas 1 it answers as Last does,
+// by a slower path.
+func (l *Log) LastFromLeader(ctx context.Context, callID int64) (h Head, ok bool, err error) {
+	if l.isClosed() {
+		return h, false, eventlog.ErrClosed
+	}
+	ctx, cancel := withTimeout(ctx, l.cfg.Timeout)
+	defer cancel()
+	req, _ := json.Marshal(struct {
+		LastFor string `json:"last_by_subj"`
+	}{l.Subject(callID)})
+	msg, err := l.cfg.Conn.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+l.cfg.Stream, req)
+	if err != nil {
+		return h, false, fmt.Errorf("eventlog/jetstream: last event of call %d: %w", callID, err)
+	}
+	var resp struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+		Message *struct {
+			Seq    uint64 `json:"seq"`
+			Header []byte `json:"hdrs"`
+			Data   []byte `json:"data"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return h, false, fmt.Errorf("eventlog/jetstream: last event of call %d: bad answer: %w", callID, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrCode == int(jetstream.JSErrCodeMessageNotFound):
+		return h, false, nil
+	case resp.Error != nil:
+		return h, false, fmt.Errorf("eventlog/jetstream: last event of call %d: %s (%d)", callID, resp.Error.Description, resp.Error.ErrCode)
+	case resp.Message == nil:
+		return h, false, fmt.Errorf("eventlog/jetstream: last event of call %d: empty answer", callID)
+	}
+	ev, err := event.Decode(resp.Message.Data)
+	if err != nil {
+		return h, false, fmt.Errorf("eventlog/jetstream: record %d: %w", resp.Message.Seq, err)
+	}
+	h = Head{Record: eventlog.Record{Seq: resp.Message.Seq, Event: ev}}
+	if len(resp.Message.Header) > 0 {
+		hdr, err := nats.DecodeHeadersMsg(resp.Message.Header)
+		if err != nil {
+			return h, false, fmt.Errorf("eventlog/jetstream: record %d: bad headers: %w", resp.Message.Seq, err)
+		}
+		h.MsgID = hdr.Get(jetstream.MsgIDHeader)
+	}
+	return h, true, nil
 }
 
 // AppendIf appends ev only if the last event of ev's call is still the one

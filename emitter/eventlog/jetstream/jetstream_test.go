@@ -328,6 +328,13 @@ func TestAppendIf(t *testing.T) {
 	if err != nil || !ok || last.Seq != s2 || last.Event.Event != "popin_outgoing_call_ringing" || last.MsgID != "9.1.ring" {
 		t.Fatalf("Last = %+v, %v, %v; want the ringing event at %d, id 9.1.ring", last, ok, err, s2)
 	}
+	leader, ok, err := l.LastFromLeader(ctx, 9)
+	if err != nil || !ok || leader.Seq != last.Seq || leader.MsgID != last.MsgID || leader.Event.Event != last.Event.Event {
+		t.Fatalf("LastFromLeader = %+v, %v, %v; want %+v", leader, ok, err, last)
+	}
+	if _, ok, err := l.LastFromLeader(ctx, 10); ok || err != nil {
+		t.Fatalf("LastFromLeader of a call with no event = %v, %v; want none", ok, err)
+	}
 	if got := l.LastSeq(); got != s2 {
 		t.Errorf("LastSeq = %d, want %d", got, s2)
 	}
@@ -344,6 +351,10 @@ func TestPartitionsAreFixed(t *testing.T) {
 	}
 	if _, err := jetstream.Open(context.Background(), jetstream.Config{Conn: nc, Partitions: 8}); err == nil {
 		t.Fatal("reopening a 4-partition stream with 8 partitions succeeded")
+	}
+	again := open(t, jetstream.Config{Conn: nc})
+	if got := again.Partitions(); got != 4 {
+		t.Errorf("reopened with Partitions 0: %d partitions, want the stream's 4", got)
 	}
 	if _, err := jetstream.Open(context.Background(), jetstream.Config{Conn: nc, Partitions: -1}); err == nil {
 		t.Fatal("Open with -1 partitions succeeded")
