@@ -19,15 +19,20 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/peterbourgon/ff/v3/ffcli"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/callfsm/callfsm/call"
+	"github.com/callfsm/callfsm/call/cluster"
 	"github.com/callfsm/callfsm/call/event"
 	"github.com/callfsm/callfsm/call/httpapi"
 	"github.com/callfsm/callfsm/emitter/eventlog"
+	"github.com/callfsm/callfsm/emitter/eventlog/jetstream"
 	"github.com/callfsm/callfsm/emitter/webhook"
+	"github.com/callfsm/callfsm/fsm"
 	"github.com/callfsm/callfsm/timeout"
 )
 
@@ -44,6 +49,8 @@ type serveCmd struct {
 	fsync           string
 	grace           time.Duration
 	shutdownTimeout time.Duration
+	nats            natsFlags // --nats: run as a node of a cluster over JetStream
+	replicas        int
 
 	// clock is the engine's clock; nil means the real one. Tests set a
 	// virtual clock to drive timeouts without waiting.
@@ -79,14 +86,20 @@ func (s *serveCmd) command() *ffcli.Command {
 	fs.StringVar(&s.fsync, "fsync", "always", "when the event log is fsynced: always (before acknowledging), interval (every 100ms) or never")
 	fs.DurationVar(&s.grace, "grace", call.DefaultGrace, "how long an ended call's id still answers 'already ended' and its events stay readable")
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long to drain requests and webhook deliveries")
+	s.nats.register(fs)
+	fs.IntVar(&s.replicas, "replicas", 1, "with --nats: replicas of the JetStream streams a node creates (3 in a NATS cluster)")
 	return &ffcli.Command{
 		Name:       "serve",
 		ShortUsage: "callfsm serve [flags]",
 		ShortHelp:  "run the engine as an HTTP service with a durable event log and signed webhooks",
 		LongHelp: "Serves the HTTP API on --addr. Every event is appended to the event log in\n" +
 			"--data-dir before it is acknowledged or delivered; on start, live calls are\n" +
-			"rebuilt from that log and their timeouts re-armed. Every flag also reads a\n" +
-			"CALLFSM_* environment variable (--data-dir: CALLFSM_DATA_DIR).",
+			"rebuilt from that log and their timeouts re-armed.\n\n" +
+			"With --nats, the node is one of many sharing calls over NATS JetStream (see\n" +
+			"docs/cluster.md): the event log is the JetStream stream --stream, timeouts\n" +
+			"are JetStream message schedules, and --data-dir keeps only webhook dead\n" +
+			"letters. Every flag also reads a CALLFSM_* environment variable\n" +
+			"(--data-dir: CALLFSM_DATA_DIR, --nats: CALLFSM_NATS).",
 		FlagSet: fs,
 		Options: envOptions,
 		Exec:    s.exec,
@@ -119,57 +132,47 @@ func (s *serveCmd) exec(ctx context.Context, args []string) error {
 			return usagef("--webhook %q: want an http or https URL", redact(u))
 		}
 	}
+	if s.nats.url != "" {
+		if err := s.nats.validate(); err != nil {
+			return err
+		}
+		if s.replicas < 1 || s.replicas > 5 {
+			return usagef("--replicas %d: want 1 to 5", s.replicas)
+		}
+		if s.clock != nil {
+			return errors.New("serve: a cluster node runs on the real clock")
+		}
+	}
 	logger := slog.New(slog.NewTextHandler(s.stderr, nil))
 	if err := os.MkdirAll(s.dataDir, 0o700); err != nil { // the log holds personal data
 		return fmt.Errorf("data dir: %w", err)
 	}
 
-	log, err := eventlog.OpenFile(filepath.Join(s.dataDir, "events.jsonl"), eventlog.FileConfig{Sync: policy, Logger: logger})
-	if err != nil {
-		return err
-	}
-	defer log.Close()
-
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	eng, err := call.New(call.Config{
-		Spec: spec, Clock: s.clock, Emitter: eventlog.AsEmitter(log), Grace: s.grace,
-		OnError: func(id int64, err error) { logger.Error("transition failed", "call_id", id, "err", err) },
-	})
+	var b *backend
+	if s.nats.url != "" {
+		b, err = s.openCluster(ctx, spec, reg, logger)
+	} else {
+		b, err = s.openLocal(spec, policy, reg, logger)
+	}
 	if err != nil {
 		return err
 	}
-	defer eng.Close()
-	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "callfsm_timeouts_fired_total", Help: "Timeouts that fired and applied a transition.",
-	}, func() float64 { return float64(eng.TimeoutsFired()) }))
-
-	restored, err := eng.Rebuild(records(ctx, log))
-	if err != nil {
-		return fmt.Errorf("rebuilding live calls from %s: %w", log.Path(), err)
-	}
+	defer b.close()
 
 	api, err := httpapi.New(httpapi.Config{
-		Engine: eng, Log: log, Token: s.token, Grace: s.grace, Registerer: reg, Gatherer: reg, Logger: logger,
-		Now:   eng.Clock().Now,
-		Ready: func(context.Context) error { return log.Err() }, // a log refusing appends is not ready
+		Engine: b.eng, Log: b.log, Token: s.token, Grace: s.grace, Registerer: reg, Gatherer: reg, Logger: logger,
+		Now: b.now, Ready: b.ready,
 	})
 	if err != nil {
 		return err
 	}
 	defer api.Close()
 
-	var dispatchers []*webhook.Dispatcher
+	var dispatchers []dispatcher
 	for _, u := range s.webhooks {
-		sum := sha256.Sum256([]byte(u))
-		name := "webhook-" + hex.EncodeToString(sum[:6])
-		d, err := webhook.New(webhook.Config{
-			URL: u, Secret: s.webhookSecret, Log: log,
-			CursorPath:     filepath.Join(s.dataDir, name+".cursor"),
-			DeadLetterPath: filepath.Join(s.dataDir, name+".dead.jsonl"),
-			Registerer:     reg, Logger: logger.With("webhook", redact(u)),
-		})
+		d, err := b.webhook(u, webhookName(u), logger.With("webhook", redact(u)))
 		if errors.Is(err, webhook.ErrConfig) {
 			return usagef("--webhook %q: %v", redact(u), err)
 		}
@@ -184,8 +187,8 @@ func (s *serveCmd) exec(ctx context.Context, args []string) error {
 		return err
 	}
 	srv := httpapi.NewServer(s.addr, api.Handler())
-	logger.Info("callfsm serve: listening", "addr", "http://"+ln.Addr().String(), "data_dir", s.dataDir,
-		"events", log.LastSeq(), "calls_restored", restored, "webhooks", len(dispatchers), "fsync", policy)
+	logger.Info("callfsm serve: listening", append([]any{"addr", "http://" + ln.Addr().String(), "data_dir", s.dataDir,
+		"events", b.log.LastSeq(), "webhooks", len(dispatchers)}, b.attrs...)...)
 	if s.ready != nil {
 		s.ready <- ln.Addr().String()
 	}
@@ -220,7 +223,7 @@ func (s *serveCmd) exec(ctx context.Context, args []string) error {
 		logger.Warn("http shutdown cut short: closing connections", "err", err)
 		_ = srv.Close()
 	}
-	_ = eng.Close() // no more transitions, so no more events
+	_ = b.closeEngine() // no more transitions, so no more events
 	var drain sync.WaitGroup
 	for i, d := range dispatchers {
 		drain.Go(func() {
@@ -232,10 +235,157 @@ func (s *serveCmd) exec(ctx context.Context, args []string) error {
 	drain.Wait()
 	stopRun()
 	wg.Wait()
-	if err := log.Close(); err != nil && failure == nil {
+	if err := b.close(); err != nil && failure == nil {
 		failure = err
 	}
 	return failure
+}
+
+// dispatcher delivers webhooks: a webhook.Dispatcher tailing the file log,
+// or a webhook.JetStreamDispatcher fed by JetStream consumers.
+type dispatcher interface {
+	Run(ctx context.Context) error
+	Shutdown(ctx context.Context) error
+}
+
+// webhookName names a webhook URL's files and consumers: a hash of the
+// URL, which stays the same across restarts and nodes.
+func webhookName(u string) string {
+	sum := sha256.Sum256([]byte(u))
+	return "webhook-" + hex.EncodeToString(sum[:6])
+}
+
+// backend is what serve runs on: the file log and an in-process engine, or
+// a JetStream stream and a cluster engine.
+type backend struct {
+	log         eventlog.Log
+	eng         httpapi.Engine
+	now         func() time.Time
+	ready       func(context.Context) error
+	webhook     func(url, name string, logger *slog.Logger) (dispatcher, error)
+	attrs       []any        // for the "listening" line
+	closeEngine func() error // stops transitions; idempotent
+	closers     []func() error
+	closeOnce   sync.Once
+	closeErr    error
+}
+
+// close stops the engine and releases the log (and connection), once.
+func (b *backend) close() error {
+	b.closeOnce.Do(func() {
+		_ = b.closeEngine()
+		for i := len(b.closers) - 1; i >= 0; i-- {
+			if err := b.closers[i](); err != nil && b.closeErr == nil {
+				b.closeErr = err
+			}
+		}
+	})
+	return b.closeErr
+}
+
+// openLocal opens the embedded backend: the file log in --data-dir and an
+// engine whose live calls are rebuilt from it.
+func (s *serveCmd) openLocal(spec *fsm.Spec, policy eventlog.SyncPolicy, reg *prometheus.Registry, logger *slog.Logger) (*backend, error) {
+	log, err := eventlog.OpenFile(filepath.Join(s.dataDir, "events.jsonl"), eventlog.FileConfig{Sync: policy, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	eng, err := call.New(call.Config{
+		Spec: spec, Clock: s.clock, Emitter: eventlog.AsEmitter(log), Grace: s.grace,
+		OnError: func(id int64, err error) { logger.Error("transition failed", "call_id", id, "err", err) },
+	})
+	if err != nil {
+		log.Close()
+		return nil, err
+	}
+	b := &backend{
+		log: log, eng: eng, now: eng.Clock().Now,
+		ready:       func(context.Context) error { return log.Err() }, // a log refusing appends is not ready
+		closeEngine: eng.Close,
+		closers:     []func() error{log.Close},
+	}
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "callfsm_timeouts_fired_total", Help: "Timeouts that fired and applied a transition.",
+	}, func() float64 { return float64(eng.TimeoutsFired()) }))
+	restored, err := eng.Rebuild(records(context.Background(), log))
+	if err != nil {
+		b.close()
+		return nil, fmt.Errorf("rebuilding live calls from %s: %w", log.Path(), err)
+	}
+	b.attrs = []any{"calls_restored", restored, "fsync", policy}
+	b.webhook = func(u, name string, logger *slog.Logger) (dispatcher, error) {
+		d, err := webhook.New(webhook.Config{
+			URL: u, Secret: s.webhookSecret, Log: log,
+			CursorPath:     filepath.Join(s.dataDir, name+".cursor"),
+			DeadLetterPath: filepath.Join(s.dataDir, name+".dead.jsonl"),
+			Registerer:     reg, Logger: logger,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return d, nil
+	}
+	return b, nil
+}
+
+// openCluster opens the cluster backend: a connection to NATS, the
+// JetStream log and a cluster engine. It waits for NATS (a node may start
+// before its servers) until ctx is done.
+func (s *serveCmd) openCluster(ctx context.Context, spec *fsm.Spec, reg *prometheus.Registry, logger *slog.Logger) (*backend, error) {
+	nc, err := s.nats.connect(ctx, "serve", natsStayConnected,
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			logger.Warn("NATS disconnected; reconnecting", "err", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { logger.Info("NATS reconnected", "server", nc.ConnectedUrlRedacted()) }))
+	if err != nil {
+		return nil, err
+	}
+	b := &backend{closers: []func() error{func() error { nc.Close(); return nil }}, closeEngine: func() error { return nil }}
+	var log *jetstream.Log
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		log, err = jetstream.Open(ctx, jetstream.Config{Conn: nc, Stream: s.nats.stream, Replicas: s.replicas, Logger: logger})
+		if err == nil {
+			break
+		}
+		if errors.Is(err, context.Canceled) || ctx.Err() != nil {
+			b.close()
+			return nil, fmt.Errorf("opening stream %s on %s: %w", s.nats.stream, s.nats.servers(), err)
+		}
+		if !isTransient(err) {
+			b.close()
+			return nil, fmt.Errorf("opening stream %s on %s: %w", s.nats.stream, s.nats.servers(), err)
+		}
+		logger.Warn("waiting for NATS JetStream", "servers", s.nats.servers(), "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			b.close()
+			return nil, fmt.Errorf("opening stream %s on %s: %w", s.nats.stream, s.nats.servers(), ctx.Err())
+		case <-time.After(wait):
+		}
+	}
+	b.closers = append(b.closers, log.Close)
+	eng, err := cluster.New(ctx, cluster.Config{Log: log, Spec: spec, Logger: logger})
+	if err != nil {
+		b.close()
+		return nil, err
+	}
+	reg.MustRegister(eng.Collector())
+	b.log, b.eng, b.now, b.ready, b.closeEngine = log, eng, time.Now, eng.Ping, eng.Close
+	b.attrs = []any{"nats", s.nats.servers(), "stream", log.Stream(), "replicas", log.Replicas(), "partitions", log.Partitions()}
+	b.webhook = func(u, name string, logger *slog.Logger) (dispatcher, error) {
+		return s.clusterWebhook(log, u, name, reg, logger)
+	}
+	return b, nil
+}
+
+// isTransient reports whether opening the stream may work if tried again:
+// NATS or JetStream not reachable yet, rather than a stream that cannot be
+// a callfsm log.
+func isTransient(err error) bool {
+	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrDisconnected) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, natsjs.ErrJetStreamNotEnabled) ||
+		errors.Is(err, natsjs.ErrNoStreamResponse)
 }
 
 // redact returns a webhook URL fit for logs: without user info, query or
@@ -272,3 +422,8 @@ func records(ctx context.Context, log eventlog.Log) iter.Seq2[event.Event, error
 }
 
 var _ flag.Value = (*stringsFlag)(nil)
+
+// clusterWebhook makes the JetStream-fed delivery of one webhook URL.
+func (s *serveCmd) clusterWebhook(log *jetstream.Log, u, name string, reg *prometheus.Registry, logger *slog.Logger) (dispatcher, error) {
+	return nil, errors.New("webhooks over JetStream: not wired yet")
+}
