@@ -16,16 +16,19 @@
 // answer was lost is recognised by its id in the call's last event.
 //
 // Timeouts live in JetStream too, as message schedules on a second stream
-// (<log stream>_TIMERS): entering a state with a timeout publishes a
-// schedule on the call's timer subject, which replaces the call's previous
-// one; entering a state without a timeout purges it. A schedule fires
-// Config.TimerLead before the deadline into a durable work-queue consumer
-// that all nodes share; the node that takes it holds it until the
-// deadline, then applies the timeout with the same compare-and-set,
-// stamped with the deadline. A fired timer only wakes a call up: the node
-// reads the call's last event and decides from it alone (nothing to do,
-// re-arm for a later deadline, or time out), so a stale timer is a no-op
-// and timers need no cancellation to be correct. When no node runs,
+// (<log stream>_TIMERS), one pending per call on the call's timer subject:
+// creating a call arms one for the initial state's deadline, and a new one
+// (replacing the pending one) is armed only when a call enters a state
+// whose deadline comes before the previous state's. A schedule fires
+// Config.TimerLead before its deadline into a durable work-queue consumer
+// all nodes share; the node that takes it reads the call's last event and
+// decides from it alone: nothing to do (the call ended, or is in a state
+// without a timeout: a stale timer is a no-op), re-arm (the call is in a
+// later state with a later deadline), or time out: hold the timer until the
+// deadline, then append the timeout with the same compare-and-set as any
+// input, stamped with the deadline. So with the Popin lifecycle, whose
+// timeouts are equal, one schedule per call covers its initiated, ringing
+// and accepted states, and nothing is cancelled. When no node runs,
 // schedules still fire and wait in the consumer; the first node back
 // applies them, each stamped with its deadline.
 package cluster
@@ -148,6 +151,17 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e.timers = t
+	// Every node's appends reach this node's cache through the log's
+	// tail, so that a call driven through several nodes in turn is
+	// rarely read from JetStream (a cache still behind costs one lost
+	// race and a read).
+	cfg.Log.OnTail(func(h jetstream.Head) {
+		if st, ok := e.spec.StateOf(h.Event.Event); ok && e.spec.Terminal(st) {
+			e.cache.drop(h.Event.CallID)
+			return
+		}
+		e.cache.put(h.Event.CallID, h)
+	})
 	return e, nil
 }
 
@@ -287,7 +301,7 @@ func (e *Engine) Create(ctx context.Context, d call.Details) (call.Details, erro
 		// The initial state's timer is armed before the event is
 		// appended: a node dying between the two leaves a timer that
 		// wakes the call up, never a call without one.
-		e.timers.arm(ctx, d.CallID, initial, at)
+		e.timers.arm(ctx, d.CallID, initial, time.Unix(ev.Timestamp, 0))
 		if _, err := e.tryAppend(ctx, ev, after, "create"); err != nil {
 			if errors.Is(err, jetstream.ErrConflict) {
 				lost = true
@@ -358,6 +372,7 @@ func (e *Engine) Apply(ctx context.Context, id int64, in call.Input) (fsm.State,
 			}
 			return from, err
 		}
+		e.wake(ctx, &head.Event, from, &ev, to)
 		if _, err := e.tryAppend(ctx, ev, head.Seq, string(in.Trigger)); err != nil {
 			if errors.Is(err, jetstream.ErrConflict) {
 				want = fromLeader
@@ -365,7 +380,9 @@ func (e *Engine) Apply(ctx context.Context, id int64, in call.Input) (fsm.State,
 			}
 			return from, &call.EmitError{CallID: id, State: from, Event: ev.Event, Err: err}
 		}
-		e.committed(ctx, id, from, to, now)
+		if e.spec.Terminal(to) {
+			e.cache.drop(id)
+		}
 		return to, nil
 	}
 	return "", &call.EmitError{CallID: id, Err: errContended}
@@ -443,18 +460,28 @@ func (e *Engine) read(ctx context.Context, id int64, want freshness) (h jetstrea
 	return h, true, got, nil
 }
 
-// committed notes a transition of call id from one state to another at
-// time at: it arms the new state's timer, or cancels the old state's, and
-// forgets an ended call.
-func (e *Engine) committed(ctx context.Context, id int64, from, to fsm.State, at time.Time) {
-	if e.spec.Terminal(to) {
-		e.cache.drop(id)
+// wake makes sure that a call entering state to by event next (from
+// state from, entered by event prev) has a timer that fires by to's
+// deadline (less TimerLead), if to has a timeout. A call has one pending
+// schedule at a time, armed when it was created; it wakes the call up,
+// which then re-arms it for the state the call is in then. So a new
+// schedule is needed only when to's deadline comes before from's, which
+// the pending schedule may be armed for (with the Popin lifecycle's equal
+// timeouts, never: one schedule per call covers its timed states). It is
+// armed before the event is appended, so that a node dying in between
+// leaves a call with a timer early enough, never one too late; should the
+// append lose, the early timer only wakes the call up. Deadlines are whole
+// seconds, as events' timestamps are.
+func (e *Engine) wake(ctx context.Context, prev *event.Event, from fsm.State, next *event.Event, to fsm.State) {
+	d, _, timed := e.spec.Timeout(to)
+	if !timed {
+		return // a pending schedule fires as a no-op
 	}
-	if _, _, timed := e.spec.Timeout(to); timed {
-		e.timers.arm(ctx, id, to, at)
-	} else if _, _, wasTimed := e.spec.Timeout(from); wasTimed {
-		e.timers.cancel(id)
+	entered := time.Unix(next.Timestamp, 0)
+	if pd, _, wasTimed := e.spec.Timeout(from); wasTimed && !entered.Add(d).Before(time.Unix(prev.Timestamp, 0).Add(pd)) {
+		return
 	}
+	e.timers.arm(ctx, next.CallID, to, entered)
 }
 
 // stateOf returns the state an event of the log entered, or an error for

@@ -291,7 +291,9 @@ func TestTimeoutOnAnotherNode(t *testing.T) {
 		return n == calls
 	})
 	assertStampedWithDeadlines(t, spec, recs)
-	assert.Equal(t, uint64(calls), b.eng.Stats().Timeouts, "the surviving node applied every timeout")
+	// The surviving node applied every timeout (it counts each once its
+	// append is acknowledged, which may come after the log shows it).
+	pollUntil(t, func() bool { return b.eng.Stats().Timeouts == calls })
 	checkClean(t, spec, recs)
 }
 
@@ -424,6 +426,47 @@ func TestConfigErrors(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			_, err := cluster.New(context.Background(), cfg)
 			assert.Error(t, err)
+		})
+	}
+}
+
+// TestTimerFollowsTheCall checks the one-schedule-per-call design: a call
+// that leaves a timed state for one with a later deadline is woken by the
+// pending schedule, which re-arms for the new deadline; one that enters a
+// state with an earlier deadline gets a schedule of its own. Either way
+// the timeout is applied stamped with the state's own deadline.
+func TestTimerFollowsTheCall(t *testing.T) {
+	s := jstest.RunServer(t)
+	for name, timeouts := range map[string]map[fsm.State]time.Duration{
+		"later deadline: re-armed": {fsm.Initiated: time.Second, fsm.Ringing: 3 * time.Second},
+		"earlier deadline: armed":  {fsm.Initiated: 4 * time.Second, fsm.Ringing: time.Second},
+	} {
+		t.Run(name, func(t *testing.T) {
+			spec, err := fsm.Outgoing().WithTimeouts(timeouts)
+			require.NoError(t, err)
+			cfg := fastTimers(spec)
+			cfg.TimerStream = "T" + fmt.Sprint(len(name))
+			cfg.TimerSubjects = "timers" + fmt.Sprint(len(name))
+			nc := jstest.Connect(t, s.ClientURL())
+			l, err := jetstream.Open(context.Background(), jetstream.Config{Conn: nc, Stream: "L" + fmt.Sprint(len(name)), Subjects: "calls" + fmt.Sprint(len(name))})
+			require.NoError(t, err)
+			t.Cleanup(func() { l.Close() })
+			cfg.Log = l
+			eng, err := cluster.New(context.Background(), cfg)
+			require.NoError(t, err)
+			t.Cleanup(func() { eng.Close() })
+
+			ctx := context.Background()
+			_, err = eng.Create(ctx, details(1))
+			require.NoError(t, err)
+			_, err = eng.Fire(ctx, 1, fsm.Ring)
+			require.NoError(t, err)
+			recs := awaitLog(t, l, func(recs []eventlog.Record) bool { return len(recs) == 3 })
+			assert.Equal(t, "popin_outgoing_call_missed", recs[2].Event.Event)
+			assertStampedWithDeadlines(t, spec, recs)
+			// The node counts the timeout once its append is acknowledged,
+			// which may come after the log shows it.
+			pollUntil(t, func() bool { return eng.Stats().Timeouts == 1 })
 		})
 	}
 }

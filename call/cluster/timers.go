@@ -44,17 +44,15 @@ type timerBody struct {
 // message schedules. It owns the consumer of fired timers and the timers it
 // holds until their deadline.
 type timers struct {
-	e          *Engine
-	js         natsjs.JetStream
-	nc         *nats.Conn
-	schedSubj  string // <prefix>.sched
-	firedSubj  string // <prefix>.fired
-	purgeSubj  string // the timer stream's purge API
-	replyInbox string // where fire-and-forget requests' replies go: nowhere
-	cc         natsjs.ConsumeContext
-	ctx        context.Context // done on stop
-	cancelCtx  context.CancelFunc
-	armErrors  atomic.Uint64
+	e         *Engine
+	js        natsjs.JetStream
+	nc        *nats.Conn
+	schedSubj string // <prefix>.sched
+	firedSubj string // <prefix>.fired
+	cc        natsjs.ConsumeContext
+	ctx       context.Context // done on stop
+	cancelCtx context.CancelFunc
+	armErrors atomic.Uint64
 
 	mu      sync.Mutex
 	holding map[*time.Timer]struct{}
@@ -69,11 +67,9 @@ func startTimers(ctx context.Context, e *Engine) (*timers, error) {
 	nc := cfg.Log.Conn()
 	t := &timers{
 		e: e, nc: nc,
-		schedSubj:  cfg.TimerSubjects + ".sched",
-		firedSubj:  cfg.TimerSubjects + ".fired",
-		purgeSubj:  "$JS.API.STREAM.PURGE." + cfg.TimerStream,
-		replyInbox: nc.NewInbox(),
-		holding:    make(map[*time.Timer]struct{}),
+		schedSubj: cfg.TimerSubjects + ".sched",
+		firedSubj: cfg.TimerSubjects + ".fired",
+		holding:   make(map[*time.Timer]struct{}),
 	}
 	js, err := natsjs.New(nc, natsjs.WithPublishAsyncErrHandler(func(_ natsjs.JetStream, m *nats.Msg, err error) {
 		t.armErrors.Add(1)
@@ -135,8 +131,8 @@ func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 
 // arm publishes the schedule of call id's timeout in state st, entered at
 // entered: it fires TimerLead before the deadline and replaces the call's
-// previous schedule. The publish is asynchronous; a failure is logged (the
-// previous schedule, firing, re-arms from the log).
+// pending schedule. The publish is asynchronous; a failure is logged and
+// counted (a pending schedule, firing, re-arms from the log).
 func (t *timers) arm(ctx context.Context, id int64, st fsm.State, entered time.Time) {
 	d, _, ok := t.e.spec.Timeout(st)
 	if !ok {
@@ -157,13 +153,6 @@ func (t *timers) arm(ctx context.Context, id int64, st fsm.State, entered time.T
 		t.armErrors.Add(1)
 		t.e.logger.Error("cluster: arming a timer failed", "call_id", id, "state", st, "err", err)
 	}
-}
-
-// cancel purges call id's schedule, if it has one, without waiting: a
-// schedule that survives fires as a no-op.
-func (t *timers) cancel(id int64) {
-	body := []byte(`{"filter":"` + t.schedSubj + "." + strconv.FormatInt(id, 10) + `"}`)
-	_ = t.nc.PublishRequest(t.purgeSubj, t.replyInbox, body)
 }
 
 // onFired takes a fired timer: it holds it until its deadline (the
@@ -288,7 +277,12 @@ func (e *Engine) expire(ctx context.Context, id int64) (time.Duration, error) {
 			return 0, err
 		}
 		e.timeouts.Add(1)
-		e.committed(ctx, id, from, to, deadline)
+		if e.spec.Terminal(to) {
+			e.cache.drop(id)
+		} else if _, _, timed := e.spec.Timeout(to); timed {
+			// The schedule that woke the call is used up: arm the next.
+			e.timers.arm(ctx, id, to, deadline)
+		}
 		return 0, nil
 	}
 	return 0, errContended

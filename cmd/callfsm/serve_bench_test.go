@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callfsm/callfsm/emitter/eventlog/jetstream/jstest"
 	"github.com/callfsm/callfsm/emitter/webhook"
 )
 
@@ -64,27 +65,47 @@ func benchServe(b *testing.B, fsync string, clients int) {
 	base, stop := benchStartServe(b, "--addr", "127.0.0.1:0", "--data-dir", b.TempDir(), "--fsync", fsync,
 		"--webhook", receiver.URL, "--webhook-secret", secret)
 	defer stop()
-	transport := &http.Transport{MaxIdleConns: clients, MaxIdleConnsPerHost: clients}
+	b.ResetTimer()
+	start := time.Now()
+	lat := loadCalls(b, []string{base}, calls, clients)
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if b.Failed() {
+		return
+	}
+	select {
+	case <-allReceived:
+	case <-time.After(5 * time.Minute): // a bound on a hang
+		b.Fatalf("the webhook received %d of %d events", received.Load(), events)
+	}
+	drain := time.Since(start) - elapsed
+	reportLoad(b, lat, elapsed)
+	b.ReportMetric(float64(drain)/float64(time.Millisecond), "webhook-lag-ms")
+}
+
+// loadCalls runs calls whole calls (create, ring, accept, start, end)
+// from concurrent keep-alive clients and returns every request's latency.
+// With several bases (nodes of a cluster), each request of a call goes to
+// the next node in turn, so that no node sees a call twice in a row.
+func loadCalls(b *testing.B, bases []string, calls, clients int) []time.Duration {
+	transport := &http.Transport{MaxIdleConns: clients * len(bases), MaxIdleConnsPerHost: clients}
 	defer transport.CloseIdleConnections()
 	client := &http.Client{Transport: transport}
-
-	post := func(path, body string) error {
-		resp, err := client.Post(base+path, "application/json", strings.NewReader(body))
+	post := func(url, body string) error {
+		resp, err := client.Post(url, "application/json", strings.NewReader(body))
 		if err != nil {
 			return err
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode/100 != 2 {
-			return fmt.Errorf("%s: status %d", path, resp.StatusCode)
+			return fmt.Errorf("%s: status %d", url, resp.StatusCode)
 		}
 		return nil
 	}
 	latencies := make([][]time.Duration, clients)
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	b.ResetTimer()
-	start := time.Now()
 	for c := range clients {
 		wg.Go(func() {
 			lat := make([]time.Duration, 0, 5*calls/clients+5)
@@ -102,7 +123,7 @@ func benchServe(b *testing.B, fsync string, clients int) {
 						path = fmt.Sprintf("/v1/calls/%d%s", id, path)
 					}
 					t0 := time.Now()
-					if err := post(path, body); err != nil {
+					if err := post(bases[(int(id)+step)%len(bases)]+path, body); err != nil {
 						b.Error(err)
 						return
 					}
@@ -112,19 +133,11 @@ func benchServe(b *testing.B, fsync string, clients int) {
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	if b.Failed() {
-		return
-	}
-	select {
-	case <-allReceived:
-	case <-time.After(5 * time.Minute): // a bound on a hang
-		b.Fatalf("the webhook received %d of %d events", received.Load(), events)
-	}
-	drain := time.Since(start) - elapsed
+	return slices.Concat(latencies...)
+}
 
-	all := slices.Concat(latencies...)
+// reportLoad reports transitions/s and the p50 and p99 request latency.
+func reportLoad(b *testing.B, all []time.Duration, elapsed time.Duration) {
 	slices.Sort(all)
 	pct := func(p float64) float64 {
 		return float64(all[min(len(all)-1, int(p*float64(len(all))))]) / float64(time.Millisecond)
@@ -132,7 +145,6 @@ func benchServe(b *testing.B, fsync string, clients int) {
 	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "transitions/s")
 	b.ReportMetric(pct(0.50), "p50-ms")
 	b.ReportMetric(pct(0.99), "p99-ms")
-	b.ReportMetric(float64(drain)/float64(time.Millisecond), "webhook-lag-ms")
 }
 
 // benchStartServe runs callfsm serve in-process, as startServe does for
@@ -156,5 +168,43 @@ func benchStartServe(b *testing.B, args ...string) (base string, stop func()) {
 		if err := <-done; err != nil {
 			b.Errorf("serve: %v\n%s", err, stderr.String())
 		}
+	}
+}
+
+// BenchmarkServeCluster is the load test of a cluster: 1, 2 or 3
+// `callfsm serve --nats` nodes, in-process, on one in-process nats-server
+// with file storage (replicas=1), and 2 nodes on a 3-server cluster with 3
+// replicas. 64 keep-alive clients run whole calls, each request of a call
+// going to the next node in turn (the worst case for a node's cache). b.N
+// counts transitions. Clients, nodes and NATS servers all share the
+// machine's cores.
+//
+//	go test -run '^$' -bench ServeCluster -benchtime 20000x ./cmd/callfsm/
+func BenchmarkServeCluster(b *testing.B) {
+	for _, c := range []struct{ nodes, servers int }{{1, 1}, {2, 1}, {3, 1}, {2, 3}} {
+		b.Run(fmt.Sprintf("nodes=%d/replicas=%d", c.nodes, c.servers), func(b *testing.B) {
+			var url string
+			if c.servers == 1 {
+				url = jstest.RunServer(b).ClientURL()
+			} else {
+				url = jstest.ClusterURLs(jstest.RunCluster(b, c.servers))
+			}
+			bases := make([]string, c.nodes)
+			for i := range bases {
+				base, stop := benchStartServe(b, "--addr", "127.0.0.1:0", "--data-dir", b.TempDir(),
+					"--nats", url, "--replicas", fmt.Sprint(c.servers))
+				defer stop()
+				bases[i] = base
+			}
+			calls := (b.N + 4) / 5
+			b.ResetTimer()
+			start := time.Now()
+			lat := loadCalls(b, bases, calls, 64)
+			elapsed := time.Since(start)
+			b.StopTimer()
+			if !b.Failed() {
+				reportLoad(b, lat, elapsed)
+			}
+		})
 	}
 }

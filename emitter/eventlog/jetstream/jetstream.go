@@ -31,6 +31,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -109,11 +110,22 @@ type Log struct {
 	getSub string // the stream's direct get subject
 	cc     jetstream.ConsumeContext
 
-	last eventlog.Watermark // last stream sequence seen (own acks, or the tail consumer)
+	last  eventlog.Watermark // last stream sequence the tail consumer saw: what Wait waits for
+	acked atomic.Uint64      // last sequence of this Log's own appends (and Sync)
 
 	mu     sync.Mutex
 	closed bool
+
+	tailMu    sync.Mutex
+	recent    []eventlog.Record // ring of the last records the tail saw, contiguous
+	head      int               // index of the oldest record in recent
+	followers []func(Head)
 }
+
+// recentRecords is how many of the latest records a Log keeps in memory,
+// so that readers following the tail (the HTTP history, SSE streams) read
+// them without a request to the server.
+const recentRecords = 4096
 
 var _ eventlog.Log = (*Log)(nil)
 
@@ -178,13 +190,12 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		getSub: "$JS.API.DIRECT.GET." + cfg.Stream,
 	}
 	l.last.Raise(st.LastSeq)
-	// The tail: an ordered consumer of headers only, from the next
-	// sequence on, tells Wait about appends made by any node, and only
-	// once they are stored.
+	// The tail: an ordered consumer from the next sequence on tells Wait
+	// about appends made by any node, once they are stored, keeps the
+	// latest in memory for Read, and hands them to OnTail's followers.
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:   st.LastSeq + 1,
-		HeadersOnly:   true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("eventlog/jetstream: tail consumer: %w", err)
@@ -294,7 +305,7 @@ func (l *Log) Append(ctx context.Context, ev event.Event) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("eventlog/jetstream: append to %s: %w", msg.Subject, err)
 	}
-	l.last.Raise(ack.Sequence)
+	l.raiseAcked(ack.Sequence)
 	return ack.Sequence, nil
 }
 
@@ -417,12 +428,13 @@ func (l *Log) AppendIf(ctx context.Context, ev event.Event, last uint64, msgID s
 		}
 		return 0, false, fmt.Errorf("eventlog/jetstream: append to %s: %w", msg.Subject, err)
 	}
-	l.last.Raise(ack.Sequence)
+	l.raiseAcked(ack.Sequence)
 	return ack.Sequence, ack.Duplicate, nil
 }
 
-// Read returns up to max records with Seq >= from, in stream order, by
-// direct batch gets ($JS.API.DIRECT.GET, up to 1024 records a request).
+// Read returns up to max records with Seq >= from, in stream order: from
+// the last 4096 records the tail has seen if it holds from, else by direct
+// batch gets ($JS.API.DIRECT.GET, up to 1024 records a request).
 // Direct gets may be answered by any replica: on a follower that lags, Read
 // may return fewer records than Wait or LastSeq promised (never wrong ones).
 func (l *Log) Read(ctx context.Context, from uint64, max int) ([]eventlog.Record, error) {
@@ -435,7 +447,15 @@ func (l *Log) Read(ctx context.Context, from uint64, max int) ([]eventlog.Record
 	if max <= 0 {
 		return nil, nil
 	}
-	var out []eventlog.Record
+	// The latest records are in memory; older ones, and this node's own
+	// appends the tail has not seen yet, are read from the server.
+	out := l.readRecent(from, max, nil)
+	if n := len(out); n > 0 {
+		if n == max || out[n-1].Seq >= l.last.Load() {
+			return out, nil
+		}
+		from = out[n-1].Seq + 1
+	}
 	for len(out) < max {
 		n := min(max-len(out), readBatch)
 		if out == nil {
@@ -508,14 +528,66 @@ func (l *Log) getBatch(ctx context.Context, seq uint64, n int, out *[]eventlog.R
 	}
 }
 
-// onTail notes a stored message seen by the tail consumer.
+// OnTail registers f to be called with every record the Log's tail sees,
+// appended by any node, in stream order, from the tail's goroutine, from
+// now on. f must be quick and must not call the Log.
+func (l *Log) OnTail(f func(Head)) {
+	l.tailMu.Lock()
+	defer l.tailMu.Unlock()
+	l.followers = append(l.followers, f)
+}
+
+// onTail notes a stored message seen by the tail consumer: it keeps the
+// record for Read, tells its followers, then Wait.
 func (l *Log) onTail(msg jetstream.Msg) {
 	md, err := msg.Metadata()
 	if err != nil {
 		l.cfg.Logger.Warn("eventlog/jetstream: tail consumer: no metadata", "stream", l.cfg.Stream, "err", err)
 		return
 	}
-	l.last.Raise(md.Sequence.Stream)
+	seq := md.Sequence.Stream
+	ev, err := event.Decode(msg.Data())
+	if err != nil {
+		l.cfg.Logger.Warn("eventlog/jetstream: tail consumer: undecodable record", "stream", l.cfg.Stream, "seq", seq, "err", err)
+		l.last.Raise(seq)
+		return
+	}
+	h := Head{Record: eventlog.Record{Seq: seq, Event: ev}, MsgID: msg.Headers().Get(jetstream.MsgIDHeader)}
+	l.tailMu.Lock()
+	if n := len(l.recent); n > 0 && l.recent[(l.head+n-1)%n].Seq+1 != seq {
+		l.recent, l.head = l.recent[:0], 0 // not contiguous (the consumer restarted): start again
+	}
+	if len(l.recent) < recentRecords {
+		l.recent = append(l.recent, h.Record)
+	} else {
+		l.recent[l.head] = h.Record
+		l.head = (l.head + 1) % len(l.recent)
+	}
+	followers := l.followers
+	l.tailMu.Unlock()
+	for _, f := range followers {
+		f(h)
+	}
+	l.last.Raise(seq)
+}
+
+// readRecent appends to out the records from seq on that the tail holds,
+// up to max, and returns out.
+func (l *Log) readRecent(seq uint64, max int, out []eventlog.Record) []eventlog.Record {
+	l.tailMu.Lock()
+	defer l.tailMu.Unlock()
+	n := len(l.recent)
+	if n == 0 {
+		return out
+	}
+	first := l.recent[l.head].Seq
+	if seq < first || seq > first+uint64(n)-1 {
+		return out
+	}
+	for i := int(seq - first); i < n && max > 0; i, max = i+1, max-1 {
+		out = append(out, l.recent[(l.head+i)%n])
+	}
+	return out
 }
 
 // onTailErr logs the tail consumer's errors, unless the Log is closing.
@@ -545,17 +617,29 @@ func (l *Log) Sync(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("eventlog/jetstream: stream %s: %w", l.cfg.Stream, err)
 	}
-	l.last.Raise(info.State.LastSeq)
+	l.raiseAcked(info.State.LastSeq)
 	return info.State.LastSeq, nil
+}
+
+// raiseAcked notes that the stream holds seq.
+func (l *Log) raiseAcked(seq uint64) {
+	for {
+		old := l.acked.Load()
+		if seq <= old || l.acked.CompareAndSwap(old, seq) {
+			return
+		}
+	}
 }
 
 // LastSeq returns the last stream sequence this Log knows of: its own
 // appends at once, other nodes' as soon as the tail consumer sees them.
-func (l *Log) LastSeq() uint64 { return l.last.Load() }
+func (l *Log) LastSeq() uint64 { return max(l.acked.Load(), l.last.Load()) }
 
 // Wait blocks until the stream holds a record with Seq > after (appended
 // by this Log or by any other on the stream), ctx is done, or the Log is
-// closed.
+// closed. It returns once the tail consumer has seen the record (usually
+// well under a millisecond after its append), so that a reader woken by
+// it reads the record from memory.
 func (l *Log) Wait(ctx context.Context, after uint64) error { return l.last.Wait(ctx, after) }
 
 // Close stops the tail consumer, waits for it, and makes later calls
