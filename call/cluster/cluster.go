@@ -290,7 +290,9 @@ func (e *Engine) Create(ctx context.Context, d call.Details) (call.Details, erro
 			st, err := e.stateOf(&head.Event)
 			if err != nil || !e.spec.Terminal(st) {
 				if lost && err == nil { // our timer replaced the winner's
-					e.timers.arm(ctx, d.CallID, st, time.Unix(head.Event.Timestamp, 0))
+					if err := e.timers.arm(d.CallID, st, time.Unix(head.Event.Timestamp, 0)).await(ctx); err != nil {
+						e.logger.Error("cluster: re-arming a call's timer after a lost create race failed", "call_id", d.CallID, "err", err)
+					}
 				}
 				return d, &call.CallError{CallID: d.CallID, Err: call.ErrCallExists}
 			}
@@ -301,7 +303,7 @@ func (e *Engine) Create(ctx context.Context, d call.Details) (call.Details, erro
 		// The initial state's timer is armed before the event is
 		// appended: a node dying between the two leaves a timer that
 		// wakes the call up, never a call without one.
-		e.timers.arm(ctx, d.CallID, initial, time.Unix(ev.Timestamp, 0))
+		timer := e.timers.arm(d.CallID, initial, time.Unix(ev.Timestamp, 0))
 		if _, err := e.tryAppend(ctx, ev, after, "create"); err != nil {
 			if errors.Is(err, jetstream.ErrConflict) {
 				lost = true
@@ -309,6 +311,7 @@ func (e *Engine) Create(ctx context.Context, d call.Details) (call.Details, erro
 			}
 			return d, &call.EmitError{CallID: d.CallID, Event: ev.Event, Err: err}
 		}
+		e.awaitTimer(ctx, timer, d.CallID)
 		return d, nil
 	}
 	return d, &call.EmitError{CallID: d.CallID, Event: e.spec.EventName(initial), Err: errContended}
@@ -372,7 +375,7 @@ func (e *Engine) Apply(ctx context.Context, id int64, in call.Input) (fsm.State,
 			}
 			return from, err
 		}
-		e.wake(ctx, &head.Event, from, &ev, to)
+		timer := e.wake(&head.Event, from, &ev, to)
 		if _, err := e.tryAppend(ctx, ev, head.Seq, string(in.Trigger)); err != nil {
 			if errors.Is(err, jetstream.ErrConflict) {
 				want = fromLeader
@@ -380,6 +383,7 @@ func (e *Engine) Apply(ctx context.Context, id int64, in call.Input) (fsm.State,
 			}
 			return from, &call.EmitError{CallID: id, State: from, Event: ev.Event, Err: err}
 		}
+		e.awaitTimer(ctx, timer, id)
 		if e.spec.Terminal(to) {
 			e.cache.drop(id)
 		}
@@ -472,16 +476,27 @@ func (e *Engine) read(ctx context.Context, id int64, want freshness) (h jetstrea
 // leaves a call with a timer early enough, never one too late; should the
 // append lose, the early timer only wakes the call up. Deadlines are whole
 // seconds, as events' timestamps are.
-func (e *Engine) wake(ctx context.Context, prev *event.Event, from fsm.State, next *event.Event, to fsm.State) {
+func (e *Engine) wake(prev *event.Event, from fsm.State, next *event.Event, to fsm.State) *armed {
 	d, _, timed := e.spec.Timeout(to)
 	if !timed {
-		return // a pending schedule fires as a no-op
+		return &armed{} // a pending schedule fires as a no-op
 	}
 	entered := time.Unix(next.Timestamp, 0)
 	if pd, _, wasTimed := e.spec.Timeout(from); wasTimed && !entered.Add(d).Before(time.Unix(prev.Timestamp, 0).Add(pd)) {
-		return
+		return &armed{}
 	}
-	e.timers.arm(ctx, next.CallID, to, entered)
+	return e.timers.arm(next.CallID, to, entered)
+}
+
+// awaitTimer waits for the schedule of a transition that is appended. The
+// transition stands whatever happens to it; a schedule that could not be
+// stored (JetStream refusing it while it took the event) is logged and
+// counted in callfsm_cluster_timer_arm_errors_total: the call then times
+// out by its previous schedule, late, or, for a new call, not at all.
+func (e *Engine) awaitTimer(ctx context.Context, a *armed, id int64) {
+	if err := a.await(ctx); err != nil {
+		e.logger.Error("cluster: a call's timer could not be armed", "call_id", id, "err", err)
+	}
 }
 
 // stateOf returns the state an event of the log entered, or an error for

@@ -27,6 +27,15 @@ const (
 // timerPull is how many fired timers a node asks for at a time.
 const timerPull = 1024
 
+// armMaxPending bounds the schedules a node publishes without their
+// answer yet (each request waits for its own).
+const armMaxPending = 16384
+
+// timerWorkers is how many fired timers a node works on at once (reading
+// the call, appending its timeout or re-arming): 100,000 timers due
+// together wait their turn in a queue rather than flood the connection.
+const timerWorkers = 64
+
 // retryDelay is how long a timer whose timeout could not be appended
 // (JetStream unreachable) waits before it is tried again.
 const retryDelay = time.Second
@@ -55,9 +64,17 @@ type timers struct {
 	armErrors atomic.Uint64
 
 	mu      sync.Mutex
-	holding map[*time.Timer]struct{}
+	due     *sync.Cond               // on mu: queue is not empty, or stopped
+	holding map[*time.Timer]struct{} // fired timers held until their deadline
+	queue   []fired                  // fired timers due, waiting for a worker
 	stopped bool
-	wg      sync.WaitGroup // held timers running
+	workers sync.WaitGroup
+}
+
+// fired is a fired timer of a call.
+type fired struct {
+	msg natsjs.Msg
+	id  int64
 }
 
 // startTimers creates the timers' stream and the shared consumer of fired
@@ -71,10 +88,8 @@ func startTimers(ctx context.Context, e *Engine) (*timers, error) {
 		firedSubj: cfg.TimerSubjects + ".fired",
 		holding:   make(map[*time.Timer]struct{}),
 	}
-	js, err := natsjs.New(nc, natsjs.WithPublishAsyncErrHandler(func(_ natsjs.JetStream, m *nats.Msg, err error) {
-		t.armErrors.Add(1)
-		e.logger.Error("cluster: arming a timer failed; the call's previous timer, if any, will re-arm it", "subject", m.Subject, "err", err)
-	}))
+	t.due = sync.NewCond(&t.mu)
+	js, err := natsjs.New(nc, natsjs.WithPublishAsyncMaxPending(armMaxPending))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
@@ -107,6 +122,9 @@ func startTimers(ctx context.Context, e *Engine) (*timers, error) {
 		return nil, fmt.Errorf("cluster: timer consumer on %s: %w", cfg.TimerStream, err)
 	}
 	t.ctx, t.cancelCtx = context.WithCancel(context.Background())
+	for range timerWorkers {
+		t.workers.Go(t.work)
+	}
 	t.cc, err = cons.Consume(t.onFired, natsjs.PullMaxMessages(timerPull),
 		natsjs.ConsumeErrHandler(func(_ natsjs.ConsumeContext, err error) {
 			if t.ctx.Err() == nil {
@@ -114,7 +132,12 @@ func startTimers(ctx context.Context, e *Engine) (*timers, error) {
 			}
 		}))
 	if err != nil {
+		t.mu.Lock()
+		t.stopped = true
+		t.due.Broadcast()
+		t.mu.Unlock()
 		t.cancelCtx()
+		t.workers.Wait()
 		return nil, fmt.Errorf("cluster: timer consumer on %s: %w", cfg.TimerStream, err)
 	}
 	return t, nil
@@ -129,30 +152,65 @@ func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, 5*time.Second)
 }
 
-// arm publishes the schedule of call id's timeout in state st, entered at
-// entered: it fires TimerLead before the deadline and replaces the call's
-// pending schedule. The publish is asynchronous; a failure is logged and
-// counted (a pending schedule, firing, re-arms from the log).
-func (t *timers) arm(ctx context.Context, id int64, st fsm.State, entered time.Time) {
+// armed is a schedule being published: wait for it with await.
+type armed struct {
+	t   *timers
+	msg *nats.Msg
+	ack natsjs.PubAckFuture // nil: nothing to publish (err says why)
+	err error
+}
+
+// arm starts publishing the schedule of call id's timeout in state st,
+// entered at entered: it fires TimerLead before the deadline and replaces
+// the call's pending schedule. It does not wait, so that the schedule and
+// the event that needs it travel together; await tells how it went. A
+// state without a timeout arms nothing.
+func (t *timers) arm(id int64, st fsm.State, entered time.Time) *armed {
 	d, _, ok := t.e.spec.Timeout(st)
 	if !ok {
-		return
+		return &armed{}
 	}
 	deadline := entered.Add(d)
 	body, _ := json.Marshal(timerBody{CallID: id, State: st, Deadline: deadline.UnixNano()})
 	sid := strconv.FormatInt(id, 10)
-	msg := &nats.Msg{
+	a := &armed{t: t, msg: &nats.Msg{
 		Subject: t.schedSubj + "." + sid,
 		Data:    body,
 		Header: nats.Header{
 			scheduleHeader:       []string{"@at " + deadline.Add(-t.e.cfg.TimerLead).UTC().Format(time.RFC3339Nano)},
 			scheduleTargetHeader: []string{t.firedSubj + "." + sid},
 		},
+	}}
+	a.ack, a.err = t.js.PublishMsgAsync(a.msg, natsjs.WithExpectStream(t.e.cfg.TimerStream))
+	return a
+}
+
+// armAttempts is how many times await publishes a schedule that failed.
+const armAttempts = 3
+
+// await waits until the schedule is stored, publishing it again
+// (synchronously) should it have failed. An error is counted: the call's
+// timer is then only its pending schedule, if any.
+func (a *armed) await(ctx context.Context) error {
+	if a.msg == nil {
+		return nil
 	}
-	if _, err := t.js.PublishMsgAsync(msg, natsjs.WithExpectStream(t.e.cfg.TimerStream)); err != nil {
-		t.armErrors.Add(1)
-		t.e.logger.Error("cluster: arming a timer failed", "call_id", id, "state", st, "err", err)
+	if a.err == nil {
+		select {
+		case <-a.ack.Ok():
+			return nil
+		case a.err = <-a.ack.Err():
+		case <-ctx.Done():
+			a.err = ctx.Err()
+		}
 	}
+	for i := 1; i < armAttempts && ctx.Err() == nil; i++ {
+		if _, a.err = a.t.js.PublishMsg(ctx, a.msg, natsjs.WithExpectStream(a.t.e.cfg.TimerStream)); a.err == nil {
+			return nil
+		}
+	}
+	a.t.armErrors.Add(1)
+	return fmt.Errorf("cluster: arming timer %s: %w", a.msg.Subject, a.err)
 }
 
 // onFired takes a fired timer: it holds it until its deadline (the
@@ -167,24 +225,44 @@ func (t *timers) onFired(msg natsjs.Msg) {
 	t.hold(msg, b.CallID, time.Unix(0, b.Deadline))
 }
 
-// hold runs expire for msg's call at due (at once if due has passed),
-// unless the timers stop first.
+// hold queues msg's call for a worker at due (at once if due has
+// passed), unless the timers stop first.
 func (t *timers) hold(msg natsjs.Msg, id int64, due time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.stopped {
 		return // not acknowledged: another node takes it after AckWait
 	}
-	t.wg.Add(1)
 	var tm *time.Timer
 	tm = time.AfterFunc(max(due.Sub(t.e.now()), 0), func() {
-		defer t.wg.Done()
 		t.mu.Lock()
+		defer t.mu.Unlock()
 		delete(t.holding, tm)
-		t.mu.Unlock()
-		t.expire(msg, id)
+		if !t.stopped {
+			t.queue = append(t.queue, fired{msg, id})
+			t.due.Signal()
+		}
 	})
 	t.holding[tm] = struct{}{}
+}
+
+// work expires the queued calls until the timers stop.
+func (t *timers) work() {
+	for {
+		t.mu.Lock()
+		for len(t.queue) == 0 && !t.stopped {
+			t.due.Wait()
+		}
+		if t.stopped {
+			t.mu.Unlock()
+			return
+		}
+		f := t.queue[0]
+		t.queue[0] = fired{}
+		t.queue = t.queue[1:]
+		t.mu.Unlock()
+		t.expire(f.msg, f.id)
+	}
 }
 
 // expire applies what a fired timer asks of call id, then acknowledges it.
@@ -198,43 +276,36 @@ func (t *timers) expire(msg natsjs.Msg, id int64) {
 		_ = msg.NakWithDelay(retryDelay)
 	case wait > 0 && wait <= t.e.cfg.TimerAckWait/2:
 		t.hold(msg, id, t.e.now().Add(wait))
-	case wait > 0:
-		// Far from the deadline: a timer for a state the call has left.
-		// Arm the current state's, and let this one go.
-		_ = msg.Ack()
 	default:
+		// Done, or far from the deadline (a timer for a state the call
+		// has left, re-armed for the current one): let it go.
 		_ = msg.Ack()
 	}
 }
 
-// held returns how many fired timers the node holds.
+// held returns how many fired timers the node holds or has queued.
 func (t *timers) held() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.holding)
+	return len(t.holding) + len(t.queue)
 }
 
-// stop stops consuming, drops the held timers unacknowledged and waits
-// for those running, then for the schedules still being published.
+// stop stops consuming, drops the held and queued timers unacknowledged
+// (another node takes them after AckWait) and waits for the workers.
 func (t *timers) stop() {
 	t.mu.Lock()
 	t.stopped = true
 	for tm := range t.holding {
-		if tm.Stop() {
-			t.wg.Done()
-		}
-		delete(t.holding, tm)
+		tm.Stop()
 	}
+	clear(t.holding)
+	t.queue = nil
+	t.due.Broadcast()
 	t.mu.Unlock()
 	t.cancelCtx()
 	t.cc.Stop()
 	<-t.cc.Closed()
-	t.wg.Wait()
-	select {
-	case <-t.js.PublishAsyncComplete():
-	case <-time.After(5 * time.Second):
-		t.e.logger.Warn("cluster: timers still being armed at close", "pending", t.js.PublishAsyncPending())
-	}
+	t.workers.Wait()
 }
 
 // expire decides what call id's timer does, from the call's last event
@@ -261,7 +332,10 @@ func (e *Engine) expire(ctx context.Context, id int64) (time.Duration, error) {
 		deadline := entered.Add(d)
 		if wait := deadline.Sub(e.now()); wait > 0 {
 			if wait > e.cfg.TimerAckWait/2 {
-				e.timers.arm(ctx, id, from, entered)
+				// The timer is let go only once its successor is stored.
+				if err := e.timers.arm(id, from, entered).await(ctx); err != nil {
+					return 0, err
+				}
 			}
 			return wait, nil
 		}
@@ -281,7 +355,9 @@ func (e *Engine) expire(ctx context.Context, id int64) (time.Duration, error) {
 			e.cache.drop(id)
 		} else if _, _, timed := e.spec.Timeout(to); timed {
 			// The schedule that woke the call is used up: arm the next.
-			e.timers.arm(ctx, id, to, deadline)
+			if err := e.timers.arm(id, to, deadline).await(ctx); err != nil {
+				e.logger.Error("cluster: the call timed out into a state whose timer could not be armed", "call_id", id, "state", to, "err", err)
+			}
 		}
 		return 0, nil
 	}
