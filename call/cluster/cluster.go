@@ -56,9 +56,11 @@ import (
 // Defaults of Config.
 const (
 	// DefaultTimerLead is how long before its deadline a schedule fires,
-	// by default: JetStream's scheduler runs at most every 250 ms, so a
-	// node takes the timer early and holds it until the deadline.
-	DefaultTimerLead = time.Second
+	// by default: JetStream's scheduler runs at most every 250 ms and, with
+	// thousands of schedules due a second, delivers them up to about a
+	// second late (see docs/performance.md), so a node takes the timer
+	// early and holds it until the deadline.
+	DefaultTimerLead = 2 * time.Second
 	// DefaultTimerAckWait is how long, by default, a fired timer taken by
 	// a node that died waits before another node takes it.
 	DefaultTimerAckWait = 5 * time.Second
@@ -303,7 +305,7 @@ func (e *Engine) Create(ctx context.Context, d call.Details) (call.Details, erro
 		// The initial state's timer is armed before the event is
 		// appended: a node dying between the two leaves a timer that
 		// wakes the call up, never a call without one.
-		timer := e.timers.arm(d.CallID, initial, time.Unix(ev.Timestamp, 0))
+		timer := e.timers.arm(d.CallID, initial, at)
 		if _, err := e.tryAppend(ctx, ev, after, "create"); err != nil {
 			if errors.Is(err, jetstream.ErrConflict) {
 				lost = true
@@ -375,7 +377,7 @@ func (e *Engine) Apply(ctx context.Context, id int64, in call.Input) (fsm.State,
 			}
 			return from, err
 		}
-		timer := e.wake(&head.Event, from, &ev, to)
+		timer := e.wake(&head, from, &ev, to, now)
 		if _, err := e.tryAppend(ctx, ev, head.Seq, string(in.Trigger)); err != nil {
 			if errors.Is(err, jetstream.ErrConflict) {
 				want = fromLeader
@@ -407,7 +409,8 @@ func (e *Engine) tryAppend(ctx context.Context, ev event.Event, after uint64, wh
 		"." + e.node + "." + strconv.FormatUint(e.requests.Add(1), 36)
 	seq, dup, err := e.log.AppendIf(ctx, ev, after, mid)
 	if err == nil && !dup {
-		h := jetstream.Head{Record: eventlog.Record{Seq: seq, Event: ev}, MsgID: mid}
+		// Stored a moment ago; the tail brings the server's own time.
+		h := jetstream.Head{Record: eventlog.Record{Seq: seq, Event: ev}, MsgID: mid, Stored: e.now()}
 		e.transitions.Add(1)
 		e.cache.put(ev.CallID, h)
 		return h, nil
@@ -475,17 +478,30 @@ func (e *Engine) read(ctx context.Context, id int64, want freshness) (h jetstrea
 // armed before the event is appended, so that a node dying in between
 // leaves a call with a timer early enough, never one too late; should the
 // append lose, the early timer only wakes the call up. Deadlines are whole
-// seconds, as events' timestamps are.
-func (e *Engine) wake(prev *event.Event, from fsm.State, next *event.Event, to fsm.State) *armed {
+// seconds, as events' timestamps are, plus the sub-second part of when
+// JetStream stored the event (see deadline).
+func (e *Engine) wake(prev *jetstream.Head, from fsm.State, next *event.Event, to fsm.State, at time.Time) *armed {
 	d, _, timed := e.spec.Timeout(to)
 	if !timed {
 		return &armed{} // a pending schedule fires as a no-op
 	}
-	entered := time.Unix(next.Timestamp, 0)
-	if pd, _, wasTimed := e.spec.Timeout(from); wasTimed && !entered.Add(d).Before(time.Unix(prev.Timestamp, 0).Add(pd)) {
+	if pd, _, wasTimed := e.spec.Timeout(from); wasTimed && !at.Add(d).Before(deadline(prev, pd)) {
 		return &armed{}
 	}
-	return e.timers.arm(next.CallID, to, entered)
+	return e.timers.arm(next.CallID, to, at)
+}
+
+// deadline returns when the timeout d of the state h entered falls due: d
+// after JetStream stored the event (to the nanosecond, so that calls rung
+// in the same second do not all time out at once), but never before the
+// event's timestamp (whole seconds) plus d, which is the timeout event's
+// own timestamp.
+func deadline(h *jetstream.Head, d time.Duration) time.Time {
+	stamp := time.Unix(h.Event.Timestamp, 0).Add(d)
+	if due := h.Stored.Add(d); due.After(stamp) {
+		return due
+	}
+	return stamp
 }
 
 // awaitTimer waits for the schedule of a transition that is appended. The

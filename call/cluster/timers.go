@@ -315,37 +315,57 @@ func (t *timers) stop() {
 // returns how long; a deadline more than TimerAckWait/2 away is re-armed as
 // a schedule). A timer for a state the call has left thus never applies.
 func (e *Engine) expire(ctx context.Context, id int64) (time.Duration, error) {
+	// The cache, which the log's tail keeps current, is enough to time a
+	// call out (the append's compare-and-set catches a stale one); any
+	// other decision is taken from the leader's view.
+	want := fromCache
 	for range e.cfg.MaxAttempts {
-		last, ok, _, err := e.read(ctx, id, fromLeader)
-		if err != nil || !ok {
+		last, ok, got, err := e.read(ctx, id, want)
+		if err != nil {
 			return 0, err
 		}
+		sure := got == fromLeader
+		if !sure {
+			want = fromLeader
+		}
+		if !ok {
+			if !sure {
+				continue
+			}
+			return 0, nil
+		}
 		from, err := e.stateOf(&last.Event)
-		if err != nil || e.spec.Terminal(from) {
+		if err != nil {
 			return 0, nil
 		}
 		d, _, timed := e.spec.Timeout(from)
-		if !timed {
+		if !timed || e.spec.Terminal(from) {
+			if !sure {
+				continue
+			}
 			return 0, nil
 		}
-		entered := time.Unix(last.Event.Timestamp, 0)
-		deadline := entered.Add(d)
-		if wait := deadline.Sub(e.now()); wait > 0 {
+		stamp := time.Unix(last.Event.Timestamp, 0).Add(d) // the timeout event's timestamp
+		if wait := deadline(&last, d).Sub(e.now()); wait > 0 {
+			if !sure {
+				continue
+			}
 			if wait > e.cfg.TimerAckWait/2 {
 				// The timer is let go only once its successor is stored.
-				if err := e.timers.arm(id, from, entered).await(ctx); err != nil {
+				if err := e.timers.arm(id, from, deadline(&last, d).Add(-d)).await(ctx); err != nil {
 					return 0, err
 				}
 			}
 			return wait, nil
 		}
 		dt := call.DetailsOf(&last.Event)
-		to, ev, err := call.Step(ctx, e.spec, &dt, from, call.Input{Trigger: fsm.Timeout}, deadline)
+		to, ev, err := call.Step(ctx, e.spec, &dt, from, call.Input{Trigger: fsm.Timeout}, stamp)
 		if err != nil {
 			return 0, err
 		}
 		if _, err := e.tryAppend(ctx, ev, last.Seq, string(fsm.Timeout)); err != nil {
 			if errors.Is(err, jetstream.ErrConflict) {
+				want = fromLeader
 				continue // decide again from the new last event
 			}
 			return 0, err
@@ -355,7 +375,7 @@ func (e *Engine) expire(ctx context.Context, id int64) (time.Duration, error) {
 			e.cache.drop(id)
 		} else if _, _, timed := e.spec.Timeout(to); timed {
 			// The schedule that woke the call is used up: arm the next.
-			if err := e.timers.arm(id, to, deadline).await(ctx); err != nil {
+			if err := e.timers.arm(id, to, stamp).await(ctx); err != nil {
 				e.logger.Error("cluster: the call timed out into a state whose timer could not be armed", "call_id", id, "state", to, "err", err)
 			}
 		}

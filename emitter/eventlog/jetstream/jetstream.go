@@ -309,11 +309,14 @@ func (l *Log) Append(ctx context.Context, ev event.Event) (uint64, error) {
 	return ack.Sequence, nil
 }
 
-// Head is a call's last event: its record and the Nats-Msg-Id it was
-// appended with ("" if none).
+// Head is a call's last event: its record, the Nats-Msg-Id it was
+// appended with ("" if none) and when JetStream stored it (to the
+// nanosecond, by the server's clock; events' own timestamps are whole
+// seconds).
 type Head struct {
 	eventlog.Record
-	MsgID string
+	MsgID  string
+	Stored time.Time
 }
 
 // Last returns call id's last event, read by a direct get of the call's
@@ -337,7 +340,7 @@ func (l *Log) Last(ctx context.Context, callID int64) (h Head, ok bool, err erro
 	if err != nil {
 		return h, false, fmt.Errorf("eventlog/jetstream: record %d: %w", msg.Sequence, err)
 	}
-	return Head{Record: eventlog.Record{Seq: msg.Sequence, Event: ev}, MsgID: msg.Header.Get(jetstream.MsgIDHeader)}, true, nil
+	return Head{Record: eventlog.Record{Seq: msg.Sequence, Event: ev}, MsgID: msg.Header.Get(jetstream.MsgIDHeader), Stored: msg.Time}, true, nil
 }
 
 // LastFromLeader is Last answered by the stream's leader
@@ -365,9 +368,10 @@ func (l *Log) LastFromLeader(ctx context.Context, callID int64) (h Head, ok bool
 			Description string `json:"description"`
 		} `json:"error"`
 		Message *struct {
-			Seq    uint64 `json:"seq"`
-			Header []byte `json:"hdrs"`
-			Data   []byte `json:"data"`
+			Seq    uint64    `json:"seq"`
+			Header []byte    `json:"hdrs"`
+			Data   []byte    `json:"data"`
+			Time   time.Time `json:"time"`
 		} `json:"message"`
 	}
 	if err := json.Unmarshal(msg.Data, &resp); err != nil {
@@ -385,7 +389,7 @@ func (l *Log) LastFromLeader(ctx context.Context, callID int64) (h Head, ok bool
 	if err != nil {
 		return h, false, fmt.Errorf("eventlog/jetstream: record %d: %w", resp.Message.Seq, err)
 	}
-	h = Head{Record: eventlog.Record{Seq: resp.Message.Seq, Event: ev}}
+	h = Head{Record: eventlog.Record{Seq: resp.Message.Seq, Event: ev}, Stored: resp.Message.Time}
 	if len(resp.Message.Header) > 0 {
 		hdr, err := nats.DecodeHeadersMsg(resp.Message.Header)
 		if err != nil {
@@ -451,7 +455,7 @@ func (l *Log) Read(ctx context.Context, from uint64, max int) ([]eventlog.Record
 	// appends the tail has not seen yet, are read from the server.
 	out := l.readRecent(from, max, nil)
 	if n := len(out); n > 0 {
-		if n == max || out[n-1].Seq >= l.last.Load() {
+		if n == max || out[n-1].Seq >= l.LastSeq() {
 			return out, nil
 		}
 		from = out[n-1].Seq + 1
@@ -552,7 +556,7 @@ func (l *Log) onTail(msg jetstream.Msg) {
 		l.last.Raise(seq)
 		return
 	}
-	h := Head{Record: eventlog.Record{Seq: seq, Event: ev}, MsgID: msg.Headers().Get(jetstream.MsgIDHeader)}
+	h := Head{Record: eventlog.Record{Seq: seq, Event: ev}, MsgID: msg.Headers().Get(jetstream.MsgIDHeader), Stored: md.Timestamp}
 	l.tailMu.Lock()
 	if n := len(l.recent); n > 0 && l.recent[(l.head+n-1)%n].Seq+1 != seq {
 		l.recent, l.head = l.recent[:0], 0 // not contiguous (the consumer restarted): start again

@@ -328,8 +328,11 @@ func TestAppendIf(t *testing.T) {
 	if err != nil || !ok || last.Seq != s2 || last.Event.Event != "popin_outgoing_call_ringing" || last.MsgID != "9.1.ring" {
 		t.Fatalf("Last = %+v, %v, %v; want the ringing event at %d, id 9.1.ring", last, ok, err, s2)
 	}
+	if since := time.Since(last.Stored); since < 0 || since > time.Minute {
+		t.Errorf("Last says the event was stored at %v", last.Stored)
+	}
 	leader, ok, err := l.LastFromLeader(ctx, 9)
-	if err != nil || !ok || leader.Seq != last.Seq || leader.MsgID != last.MsgID || leader.Event.Event != last.Event.Event {
+	if err != nil || !ok || leader.Seq != last.Seq || leader.MsgID != last.MsgID || leader.Event.Event != last.Event.Event || !leader.Stored.Equal(last.Stored) {
 		t.Fatalf("LastFromLeader = %+v, %v, %v; want %+v", leader, ok, err, last)
 	}
 	if _, ok, err := l.LastFromLeader(ctx, 10); ok || err != nil {
