@@ -75,9 +75,15 @@ func details(id int64) call.Details {
 	return call.Details{CallID: id, UserID: 7, SessionID: fmt.Sprintf("s-%d", id)}
 }
 
-// readAll returns every record of the log.
-func readAll(t *testing.T, l eventlog.Log) []eventlog.Record {
+// readAll returns every record the stream holds, whichever node appended
+// it.
+func readAll(t *testing.T, l *jetstream.Log) []eventlog.Record {
 	t.Helper()
+	last, err := l.Sync(context.Background())
+	require.NoError(t, err)
+	if last > 0 {
+		require.NoError(t, l.Wait(context.Background(), last-1))
+	}
 	var out []eventlog.Record
 	for from := uint64(1); ; {
 		recs, err := l.Read(context.Background(), from, 4096)

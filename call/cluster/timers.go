@@ -89,7 +89,10 @@ func startTimers(ctx context.Context, e *Engine) (*timers, error) {
 		holding:   make(map[*time.Timer]struct{}),
 	}
 	t.due = sync.NewCond(&t.mu)
-	js, err := natsjs.New(nc, natsjs.WithPublishAsyncMaxPending(armMaxPending))
+	js, err := natsjs.New(nc, natsjs.WithPublishAsyncMaxPending(armMaxPending),
+		// A server that dies holding a schedule never answers: give up on
+		// it, so that await returns (and retries) rather than wait forever.
+		natsjs.WithPublishAsyncTimeout(armTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
@@ -188,6 +191,9 @@ func (t *timers) arm(id int64, st fsm.State, entered time.Time) *armed {
 // armAttempts is how many times await publishes a schedule that failed.
 const armAttempts = 3
 
+// armTimeout bounds the wait for one publish of a schedule.
+const armTimeout = 5 * time.Second
+
 // await waits until the schedule is stored, publishing it again
 // (synchronously) should it have failed. An error is counted: the call's
 // timer is then only its pending schedule, if any.
@@ -196,16 +202,23 @@ func (a *armed) await(ctx context.Context) error {
 		return nil
 	}
 	if a.err == nil {
+		timeout := time.NewTimer(armTimeout)
+		defer timeout.Stop()
 		select {
 		case <-a.ack.Ok():
 			return nil
 		case a.err = <-a.ack.Err():
+		case <-timeout.C:
+			a.err = natsjs.ErrAsyncPublishTimeout
 		case <-ctx.Done():
 			a.err = ctx.Err()
 		}
 	}
 	for i := 1; i < armAttempts && ctx.Err() == nil; i++ {
-		if _, a.err = a.t.js.PublishMsg(ctx, a.msg, natsjs.WithExpectStream(a.t.e.cfg.TimerStream)); a.err == nil {
+		pctx, cancel := context.WithTimeout(ctx, armTimeout)
+		_, a.err = a.t.js.PublishMsg(pctx, a.msg, natsjs.WithExpectStream(a.t.e.cfg.TimerStream))
+		cancel()
+		if a.err == nil {
 			return nil
 		}
 	}

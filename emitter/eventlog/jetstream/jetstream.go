@@ -438,7 +438,10 @@ func (l *Log) AppendIf(ctx context.Context, ev event.Event, last uint64, msgID s
 
 // Read returns up to max records with Seq >= from, in stream order: from
 // the last 4096 records the tail has seen if it holds from, else by direct
-// batch gets ($JS.API.DIRECT.GET, up to 1024 records a request).
+// batch gets ($JS.API.DIRECT.GET, up to 1024 records a request). A read
+// served from memory ends where the tail is: this Log's own appends the
+// tail has not seen yet (a fraction of a millisecond) come with the next
+// read after Wait.
 // Direct gets may be answered by any replica: on a follower that lags, Read
 // may return fewer records than Wait or LastSeq promised (never wrong ones).
 func (l *Log) Read(ctx context.Context, from uint64, max int) ([]eventlog.Record, error) {
@@ -451,11 +454,14 @@ func (l *Log) Read(ctx context.Context, from uint64, max int) ([]eventlog.Record
 	if max <= 0 {
 		return nil, nil
 	}
+	if from > l.LastSeq() {
+		return nil, nil // nothing this Log knows of: a follower's usual read, answered without a request
+	}
 	// The latest records are in memory; older ones, and this node's own
 	// appends the tail has not seen yet, are read from the server.
 	out := l.readRecent(from, max, nil)
 	if n := len(out); n > 0 {
-		if n == max || out[n-1].Seq >= l.LastSeq() {
+		if n == max || out[n-1].Seq >= l.last.Load() {
 			return out, nil
 		}
 		from = out[n-1].Seq + 1

@@ -157,24 +157,36 @@ func TestBodyAndSubject(t *testing.T) {
 	}
 }
 
-// TestReadLargeBatches reads more than one direct batch get holds.
+// TestReadLargeBatches reads more than one direct batch get holds, from a
+// Log opened after the appends (whose tail holds none of them), and from
+// memory on the Log that appended them.
 func TestReadLargeBatches(t *testing.T) {
 	nc := connect(t, runServer(t))
 	ctx := context.Background()
-	l := open(t, jetstream.Config{Conn: nc})
+	writer := open(t, jetstream.Config{Conn: nc})
 	const n = 1300
 	for i := 1; i <= n; i++ {
-		if _, err := l.Append(ctx, eventlogtest.Event(int64(i%9), "ringing", int64(i))); err != nil {
+		if _, err := writer.Append(ctx, eventlogtest.Event(int64(i%9), "ringing", int64(i))); err != nil {
 			t.Fatal(err)
 		}
 	}
+	if err := writer.Wait(ctx, n-1); err != nil {
+		t.Fatal(err)
+	}
+	for name, l := range map[string]*jetstream.Log{"direct gets": open(t, jetstream.Config{Conn: nc}), "memory": writer} {
+		t.Run(name, func(t *testing.T) { readLarge(t, l, n) })
+	}
+}
+
+func readLarge(t *testing.T, l *jetstream.Log, n uint64) {
+	ctx := context.Background()
 	for _, tc := range []struct {
 		from uint64
 		max  int
 		want int
 	}{
-		{1, n, n},
-		{1, 1 << 30, n},
+		{1, int(n), int(n)},
+		{1, 1 << 30, int(n)},
 		{200, 1050, 1050},
 		{1200, 500, 101},
 		{n + 1, 10, 0},
