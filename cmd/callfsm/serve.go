@@ -52,6 +52,10 @@ type serveCmd struct {
 	nats            natsFlags // --nats: run as a node of a cluster over JetStream
 	replicas        int
 
+	// With --nats, the webhook consumers' AckWait and PinnedTTL; zero
+	// means webhook's defaults. Tests shorten them.
+	webhookAckWait, webhookPinnedTTL time.Duration
+
 	// clock is the engine's clock; nil means the real one. Tests set a
 	// virtual clock to drive timeouts without waiting.
 	clock timeout.Clock
@@ -423,7 +427,18 @@ func records(ctx context.Context, log eventlog.Log) iter.Seq2[event.Event, error
 
 var _ flag.Value = (*stringsFlag)(nil)
 
-// clusterWebhook makes the JetStream-fed delivery of one webhook URL.
+// clusterWebhook makes the JetStream-fed delivery of one webhook URL: one
+// durable consumer per partition of the stream, named after the URL, that
+// every node delivering the URL shares; dead letters stay in --data-dir.
 func (s *serveCmd) clusterWebhook(log *jetstream.Log, u, name string, reg *prometheus.Registry, logger *slog.Logger) (dispatcher, error) {
-	return nil, errors.New("webhooks over JetStream: not wired yet")
+	d, err := webhook.NewJetStream(webhook.JetStreamConfig{
+		Log: log, URL: u, Secret: s.webhookSecret, Name: name,
+		DeadLetterPath: filepath.Join(s.dataDir, name+".dead.jsonl"),
+		AckWait:        s.webhookAckWait, PinnedTTL: s.webhookPinnedTTL,
+		Registerer: reg, Logger: logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
 }

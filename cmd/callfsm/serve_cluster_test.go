@@ -4,18 +4,24 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/callfsm/callfsm/call/event"
 	"github.com/callfsm/callfsm/emitter/eventlog"
 	"github.com/callfsm/callfsm/emitter/eventlog/jetstream"
 	"github.com/callfsm/callfsm/emitter/eventlog/jetstream/jstest"
+	"github.com/callfsm/callfsm/emitter/webhook"
 )
 
 // followLog follows the stream on its own connection until done holds
@@ -40,15 +46,80 @@ func followLog(t *testing.T, url string, done func([]eventlog.Record) bool) []ev
 	}
 }
 
+// receiver is a webhook receiver that verifies every delivery and keeps
+// the events it got, in order of arrival.
+type receiver struct {
+	*httptest.Server
+	mu     sync.Mutex
+	events []event.Event
+	got    chan struct{} // signalled on every delivery
+}
+
+func newReceiver(t *testing.T, secret string) *receiver {
+	t.Helper()
+	r := &receiver{got: make(chan struct{}, 1)}
+	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		if err := webhook.Verify(secret, req.Header, body, 5*time.Minute, time.Now()); err != nil {
+			t.Errorf("webhook: bad signature: %v", err)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		ev, err := event.Decode(body)
+		if err != nil {
+			t.Errorf("webhook: %v", err)
+		}
+		r.mu.Lock()
+		r.events = append(r.events, ev)
+		r.mu.Unlock()
+		select {
+		case r.got <- struct{}{}:
+		default:
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(r.Close)
+	return r
+}
+
+// await waits until done holds for the events received, or fails the test
+// after 60 s.
+func (r *receiver) await(t *testing.T, done func([]event.Event) bool) []event.Event {
+	t.Helper()
+	deadline := time.After(60 * time.Second)
+	for {
+		r.mu.Lock()
+		evs := slices.Clone(r.events)
+		r.mu.Unlock()
+		if done(evs) {
+			return evs
+		}
+		select {
+		case <-r.got:
+		case <-deadline:
+			t.Fatalf("the webhook receiver got %d events, not all that were due", len(evs))
+		}
+	}
+}
+
 // TestServeCluster runs two `callfsm serve --nats` nodes on one
-// nats-server: calls are driven through both in turn, one node stops while
-// calls ring and the other times them out on time, and the stream,
-// exported by `callfsm log`, checks clean.
+// nats-server with a webhook: calls are driven through both in turn, one
+// node stops while calls ring and the other times them out on time, every
+// event reaches the receiver at least once and, per call, in order, and
+// the stream, exported by `callfsm log`, checks clean.
 func TestServeCluster(t *testing.T) {
 	s := jstest.RunServer(t)
-	args := []string{"--nats", s.ClientURL(), "--timeout", "ringing=2s"}
-	a := startServe(t, nil, append(args, "--data-dir", t.TempDir())...)
-	b := startServe(t, nil, append(args, "--data-dir", t.TempDir())...)
+	secret, err := webhook.NewSecret()
+	require.NoError(t, err)
+	recv := newReceiver(t, secret)
+	args := []string{"--nats", s.ClientURL(), "--timeout", "ringing=2s", "--webhook", recv.URL, "--webhook-secret", secret}
+	node := func() *server {
+		// Short consumer timings, so that b takes over a's partitions
+		// within seconds.
+		cmd := &serveCmd{webhookAckWait: time.Second, webhookPinnedTTL: 3 * time.Second}
+		return startServeCmd(t, cmd, append(args, "--data-dir", t.TempDir())...)
+	}
+	a, b := node(), node()
 	nodes := []*server{a, b}
 
 	const calls = 20
@@ -101,4 +172,33 @@ func TestServeCluster(t *testing.T) {
 	data, err := os.ReadFile(out)
 	require.NoError(t, err)
 	assert.Equal(t, len(recs), bytes.Count(data, []byte("\n")))
+
+	// Every event reached the receiver, each call's in order (a redelivery
+	// may repeat an event: at least once).
+	want := map[int64][]string{}
+	for _, r := range recs {
+		want[r.Event.CallID] = append(want[r.Event.CallID], r.Event.Event)
+	}
+	firstSeen := func(evs []event.Event) map[int64][]string {
+		got := map[int64][]string{}
+		seen := map[string]bool{}
+		for _, ev := range evs {
+			key := fmt.Sprint(ev.CallID, ev.Event)
+			if !seen[key] {
+				seen[key] = true
+				got[ev.CallID] = append(got[ev.CallID], ev.Event)
+			}
+		}
+		return got
+	}
+	evs := recv.await(t, func(evs []event.Event) bool {
+		got := firstSeen(evs)
+		for id, w := range want {
+			if len(got[id]) < len(w) {
+				return false
+			}
+		}
+		return true
+	})
+	assert.Equal(t, want, firstSeen(evs), "per call, the events first received are the call's, in order")
 }

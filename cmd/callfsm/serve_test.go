@@ -49,9 +49,15 @@ type server struct {
 
 func startServe(t *testing.T, clock timeout.Clock, args ...string) *server {
 	t.Helper()
+	return startServeCmd(t, &serveCmd{clock: clock}, args...)
+}
+
+// startServeCmd runs cmd, whose test hooks are set, as startServe does.
+func startServeCmd(t *testing.T, cmd *serveCmd, args ...string) *server {
+	t.Helper()
 	ready := make(chan string, 1)
 	stderr := &syncBuffer{}
-	cmd := &serveCmd{stdout: io.Discard, stderr: stderr, clock: clock, ready: ready}
+	cmd.stdout, cmd.stderr, cmd.ready = io.Discard, stderr, ready
 	c := cmd.command()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &server{stderr: stderr, stop: cancel, done: make(chan error, 1)}

@@ -85,20 +85,28 @@ const (
 // ErrConfig is the kind of every error New returns for a bad Config.
 var ErrConfig = errors.New("webhook: invalid config")
 
-// ConfigError names the Config field New rejected and why. It unwraps to
-// ErrConfig and, where there is one, to the cause (ErrSecret for a bad
-// Secret, a *fs.PathError for a cursor file that cannot be read).
+// ConfigError names the field of a Config (or JetStreamConfig) that New
+// (or NewJetStream) rejected, and why. It unwraps to ErrConfig and, where
+// there is one, to the cause (ErrSecret for a bad Secret, a *fs.PathError
+// for a cursor file that cannot be read).
 type ConfigError struct {
 	Field  string // e.g. "URL", "Secret", "Window"
 	Reason string
 	Err    error // the cause, or nil
+
+	in string // the config type: "" means Config
 }
 
+// Error names the config type and field, and says what is wrong.
 func (e *ConfigError) Error() string {
-	if e.Err != nil {
-		return fmt.Sprintf("webhook: Config.%s: %s: %v", e.Field, e.Reason, e.Err)
+	in := e.in
+	if in == "" {
+		in = "Config"
 	}
-	return fmt.Sprintf("webhook: Config.%s: %s", e.Field, e.Reason)
+	if e.Err != nil {
+		return fmt.Sprintf("webhook: %s.%s: %s: %v", in, e.Field, e.Reason, e.Err)
+	}
+	return fmt.Sprintf("webhook: %s.%s: %s", in, e.Field, e.Reason)
 }
 
 // Unwrap returns ErrConfig and the cause.
@@ -109,66 +117,57 @@ func (e *ConfigError) Unwrap() []error {
 	return []error{ErrConfig}
 }
 
-func configErr(field, reason string, err error) error {
+func configErr(field, reason string, err error) *ConfigError {
 	return &ConfigError{Field: field, Reason: reason, Err: err}
 }
 
-// validate checks c and returns a copy with the defaults filled in, the
-// parsed secret and the URL as it may be shown (see redactURL).
-func (c Config) validate() (Config, []byte, string, error) {
-	if c.URL == "" {
-		return c, nil, "", configErr("URL", "required", nil)
+// endpoint is what Config and JetStreamConfig share: the receiver, how to
+// deliver to it and where dead letters go. Its fields mean what the
+// configs' fields of the same names mean.
+type endpoint struct {
+	URL, Secret, DeadLetterPath      string
+	Parallel, MaxAttempts            int
+	BaseBackoff, MaxBackoff, Timeout time.Duration
+	Client                           *http.Client
+	Logger                           *slog.Logger
+}
+
+// validate checks e and fills in its defaults. It returns the parsed
+// secret and the URL as it may be shown (see redactURL).
+func (e *endpoint) validate() (key []byte, name string, _ *ConfigError) {
+	if e.URL == "" {
+		return nil, "", configErr("URL", "required", nil)
 	}
-	u, err := url.Parse(c.URL)
+	u, err := url.Parse(e.URL)
 	if err != nil {
-		return c, nil, "", configErr("URL", "not a URL", err)
+		return nil, "", configErr("URL", "not a URL", err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return c, nil, "", configErr("URL", fmt.Sprintf("scheme %q, want http or https", u.Scheme), nil)
+		return nil, "", configErr("URL", fmt.Sprintf("scheme %q, want http or https", u.Scheme), nil)
 	}
 	if u.Host == "" {
-		return c, nil, "", configErr("URL", "no host", nil)
+		return nil, "", configErr("URL", "no host", nil)
 	}
-	if c.Secret == "" {
-		return c, nil, "", configErr("Secret", "required when URL is set (deliveries are always signed; make one with NewSecret)", nil)
+	if e.Secret == "" {
+		return nil, "", configErr("Secret", "required when URL is set (deliveries are always signed; make one with NewSecret)", nil)
 	}
-	key, err := parseSecret(c.Secret)
+	key, err = parseSecret(e.Secret)
 	if err != nil {
-		return c, nil, "", configErr("Secret", "unusable", err)
+		return nil, "", configErr("Secret", "unusable", err)
 	}
-	if c.Log == nil {
-		return c, nil, "", configErr("Log", "required", nil)
-	}
-	for _, p := range []struct{ field, path string }{
-		{"CursorPath", c.CursorPath}, {"DeadLetterPath", c.DeadLetterPath},
-	} {
-		if p.path == "" {
-			return c, nil, "", configErr(p.field, "required", nil)
-		}
-		dir := filepath.Dir(p.path)
-		if fi, err := os.Stat(dir); err != nil {
-			return c, nil, "", configErr(p.field, "its directory is unusable", err)
-		} else if !fi.IsDir() {
-			return c, nil, "", configErr(p.field, dir+" is not a directory", nil)
-		}
-	}
-	if filepath.Clean(c.CursorPath) == filepath.Clean(c.DeadLetterPath) {
-		return c, nil, "", configErr("DeadLetterPath", "same file as CursorPath", nil)
+	if err := checkPath("DeadLetterPath", e.DeadLetterPath); err != nil {
+		return nil, "", err
 	}
 	for _, n := range []struct {
 		field string
 		v     *int
 		def   int
 	}{
-		{"Parallel", &c.Parallel, DefaultParallel},
-		{"Window", &c.Window, DefaultWindow},
-		{"MaxAttempts", &c.MaxAttempts, DefaultMaxAttempts},
+		{"Parallel", &e.Parallel, DefaultParallel},
+		{"MaxAttempts", &e.MaxAttempts, DefaultMaxAttempts},
 	} {
-		if *n.v < 0 {
-			return c, nil, "", configErr(n.field, fmt.Sprintf("%d is negative (0 means %d)", *n.v, n.def), nil)
-		}
-		if *n.v == 0 {
-			*n.v = n.def
+		if err := defaultInt(n.field, n.v, n.def); err != nil {
+			return nil, "", err
 		}
 	}
 	for _, d := range []struct {
@@ -176,24 +175,93 @@ func (c Config) validate() (Config, []byte, string, error) {
 		v     *time.Duration
 		def   time.Duration
 	}{
-		{"BaseBackoff", &c.BaseBackoff, DefaultBaseBackoff},
-		{"MaxBackoff", &c.MaxBackoff, DefaultMaxBackoff},
-		{"Timeout", &c.Timeout, DefaultTimeout},
+		{"BaseBackoff", &e.BaseBackoff, DefaultBaseBackoff},
+		{"MaxBackoff", &e.MaxBackoff, DefaultMaxBackoff},
+		{"Timeout", &e.Timeout, DefaultTimeout},
 	} {
-		if *d.v < 0 {
-			return c, nil, "", configErr(d.field, fmt.Sprintf("%v is negative (0 means %v)", *d.v, d.def), nil)
-		}
-		if *d.v == 0 {
-			*d.v = d.def
+		if err := defaultDuration(d.field, d.v, d.def); err != nil {
+			return nil, "", err
 		}
 	}
-	if c.MaxBackoff < c.BaseBackoff {
-		return c, nil, "", configErr("MaxBackoff", fmt.Sprintf("%v is less than BaseBackoff %v", c.MaxBackoff, c.BaseBackoff), nil)
+	if e.MaxBackoff < e.BaseBackoff {
+		return nil, "", configErr("MaxBackoff", fmt.Sprintf("%v is less than BaseBackoff %v", e.MaxBackoff, e.BaseBackoff), nil)
 	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
+	if e.Logger == nil {
+		e.Logger = slog.New(slog.DiscardHandler)
 	}
-	return c, key, redactURL(u), nil
+	return key, redactURL(u), nil
+}
+
+// checkPath checks that path is set and its directory exists.
+func checkPath(field, path string) *ConfigError {
+	if path == "" {
+		return configErr(field, "required", nil)
+	}
+	dir := filepath.Dir(path)
+	if fi, err := os.Stat(dir); err != nil {
+		return configErr(field, "its directory is unusable", err)
+	} else if !fi.IsDir() {
+		return configErr(field, dir+" is not a directory", nil)
+	}
+	return nil
+}
+
+// defaultInt rejects a negative *v and replaces 0 with def.
+func defaultInt(field string, v *int, def int) *ConfigError {
+	if *v < 0 {
+		return configErr(field, fmt.Sprintf("%d is negative (0 means %d)", *v, def), nil)
+	}
+	if *v == 0 {
+		*v = def
+	}
+	return nil
+}
+
+// defaultDuration rejects a negative *v and replaces 0 with def.
+func defaultDuration(field string, v *time.Duration, def time.Duration) *ConfigError {
+	if *v < 0 {
+		return configErr(field, fmt.Sprintf("%v is negative (0 means %v)", *v, def), nil)
+	}
+	if *v == 0 {
+		*v = def
+	}
+	return nil
+}
+
+// endpoint returns c's delivery settings.
+func (c *Config) endpoint() endpoint {
+	return endpoint{
+		URL: c.URL, Secret: c.Secret, DeadLetterPath: c.DeadLetterPath,
+		Parallel: c.Parallel, MaxAttempts: c.MaxAttempts,
+		BaseBackoff: c.BaseBackoff, MaxBackoff: c.MaxBackoff, Timeout: c.Timeout,
+		Client: c.Client, Logger: c.Logger,
+	}
+}
+
+// validate checks c and returns a copy with the defaults filled in, its
+// endpoint, the parsed secret and the URL as it may be shown.
+func (c Config) validate() (Config, endpoint, []byte, string, error) {
+	e := c.endpoint()
+	key, name, cerr := e.validate()
+	if cerr == nil && c.Log == nil {
+		cerr = configErr("Log", "required", nil)
+	}
+	if cerr == nil {
+		cerr = checkPath("CursorPath", c.CursorPath)
+	}
+	if cerr == nil && filepath.Clean(c.CursorPath) == filepath.Clean(c.DeadLetterPath) {
+		cerr = configErr("DeadLetterPath", "same file as CursorPath", nil)
+	}
+	if cerr == nil {
+		cerr = defaultInt("Window", &c.Window, DefaultWindow)
+	}
+	if cerr != nil {
+		return c, e, nil, "", cerr
+	}
+	c.Parallel, c.MaxAttempts = e.Parallel, e.MaxAttempts
+	c.BaseBackoff, c.MaxBackoff, c.Timeout = e.BaseBackoff, e.MaxBackoff, e.Timeout
+	c.Logger = e.Logger
+	return c, e, key, name, nil
 }
 
 // redactURL is the URL as shown in metrics, logs and dead letters: without

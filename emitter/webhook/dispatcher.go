@@ -4,19 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"math/rand/v2"
-	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/callfsm/callfsm/emitter/eventlog"
 )
-
-// ErrClosed is returned by Run after Shutdown.
-var ErrClosed = errors.New("webhook: dispatcher shut down")
 
 // readBatch is the most records one Read asks the log for.
 const readBatch = 256
@@ -26,52 +21,26 @@ const readBatch = 256
 // context). Its methods are safe for concurrent use. A Dispatcher runs once:
 // to deliver again, make a new one on the same cursor file.
 type Dispatcher struct {
-	cfg    Config
-	key    []byte
-	name   string // the URL as shown (redactURL)
-	client *http.Client
-	own    bool // client is ours: close its idle connections when done
-	log    *slog.Logger
-	m      *metrics
+	*sender
+	cfg  Config
+	life runOnce
 
-	// Injected for tests; set by New.
-	now        func() time.Time
-	sleep      func(ctx context.Context, d time.Duration) error
-	jitter     func(n int64) int64 // uniform in [0, n]
-	flushEvery time.Duration
+	flushEvery time.Duration // injected for tests; set by New
 
 	cursor  atomic.Uint64 // first Seq not finished
 	pending atomic.Int64  // records in the window not finished
 
 	mu       sync.Mutex
-	work     *sync.Cond // on mu: ready is not empty, or draining
+	work     *sync.Cond // on mu: a call is ready, or draining
 	room     *sync.Cond // on mu: the window shrank, or draining
-	state    runState
-	next     uint64               // the next Seq to read
-	win      []*entry             // records read and not behind the cursor, in Seq order
-	calls    map[int64]*callQueue // calls with records in win, by call_id
-	ready    []*callQueue         // calls whose first record waits for a worker
-	draining bool                 // no new reads, no new deliveries
-	drain    context.CancelFunc   // starts draining (Shutdown)
-	hard     context.CancelFunc   // cancels requests in progress
-	done     chan struct{}        // closed when Run has returned (or Shutdown before Run)
-	runErr   error
+	next     uint64     // the next Seq to read
+	win      []*entry   // records read and not behind the cursor, in Seq order
+	calls    lanes[*entry]
+	draining bool // no new reads, no new deliveries
 
 	persistMu sync.Mutex
 	persisted uint64 // the cursor last written to CursorPath
-
-	dlMu   sync.Mutex
-	dl     *os.File // the dead-letter file, opened at the first dead letter
-	dlTorn bool     // the last write to it failed
 }
-
-type runState int
-
-const (
-	stateIdle runState = iota
-	stateRunning
-	stateStopped
-)
 
 // entry is a record in the window.
 type entry struct {
@@ -80,20 +49,12 @@ type entry struct {
 	done   bool // delivered or dead-lettered
 }
 
-// callQueue holds one call's records in the window, in Seq order. The
-// first is the one being delivered (or waiting for a worker); the next
-// waits until it is finished.
-type callQueue struct {
-	id    int64
-	items []*entry
-}
-
 // New checks cfg, reads the cursor and registers the metrics. Every error
 // is a *ConfigError naming the field. The cursor may not be past the end of
 // the log (LastSeq()+1): that is the cursor of another log, and delivering
 // from there would skip events; remove the file to start from 1.
 func New(cfg Config) (*Dispatcher, error) {
-	cfg, key, name, err := cfg.validate()
+	cfg, ep, key, name, err := cfg.validate()
 	if err != nil {
 		return nil, err
 	}
@@ -107,35 +68,29 @@ func New(cfg Config) (*Dispatcher, error) {
 			cursor, last, cfg.CursorPath), nil)
 	}
 	d := &Dispatcher{
+		sender:     newSender(&ep, key, name),
 		cfg:        cfg,
-		key:        key,
-		name:       name,
-		client:     cfg.Client,
-		log:        cfg.Logger.With("url", name),
-		now:        time.Now,
-		sleep:      sleepCtx,
-		jitter:     func(n int64) int64 { return rand.Int64N(n + 1) },
+		life:       newRunOnce(),
 		flushEvery: 100 * time.Millisecond,
 		next:       cursor,
-		calls:      make(map[int64]*callQueue),
-		done:       make(chan struct{}),
+		calls:      newLanes[*entry](),
 		persisted:  cursor,
-	}
-	if d.client == nil {
-		d.client, d.own = newClient(cfg.Parallel), true
 	}
 	d.work = sync.NewCond(&d.mu)
 	d.room = sync.NewCond(&d.mu)
 	d.cursor.Store(cursor)
-	d.m, err = newMetrics(cfg.Registerer, name,
-		func() float64 { return float64(d.Pending()) },
-		func() float64 {
+	err = d.m.register(cfg.Registerer, name,
+		queueDepthGauge(func() float64 { return float64(d.Pending()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Subsystem: metricsSubsystem, Name: "cursor_lag",
+			Help: "Events in the log not yet delivered or dead-lettered: the log's last sequence number minus the cursor's predecessor.",
+		}, func() float64 {
 			last, c := cfg.Log.LastSeq(), d.Cursor()
 			if last < c {
 				return 0
 			}
 			return float64(last + 1 - c)
-		})
+		}))
 	if err != nil {
 		return nil, configErr("Registerer", "cannot register the metrics", err)
 	}
@@ -161,20 +116,10 @@ func (d *Dispatcher) Pending() int { return int(d.pending.Load()) }
 // Shutdown); the error of the last cursor write if it failed; ErrClosed if
 // Shutdown came first; and an error if Run is already running.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	d.mu.Lock()
-	switch d.state {
-	case stateRunning:
-		d.mu.Unlock()
-		return errors.New("webhook: Run called while running")
-	case stateStopped:
-		d.mu.Unlock()
-		return ErrClosed
+	hardCtx, drainCtx, hard, err := d.life.begin(ctx)
+	if err != nil {
+		return err
 	}
-	d.state = stateRunning
-	hardCtx, hard := context.WithCancel(ctx)
-	drainCtx, drain := context.WithCancel(hardCtx)
-	d.hard, d.drain = hard, drain
-	d.mu.Unlock()
 	defer hard()
 
 	drained := make(chan struct{})
@@ -210,24 +155,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	close(stopPersist)
 	pwg.Wait()
-	err := errors.Join(readErr, d.persist())
-	if d.own {
-		d.client.CloseIdleConnections()
-	}
-	d.dlMu.Lock()
-	if d.dl != nil {
-		if cerr := d.dl.Close(); cerr != nil {
-			err = errors.Join(err, cerr)
-		}
-		d.dl = nil
-	}
-	d.dlMu.Unlock()
-
-	d.mu.Lock()
-	d.state = stateStopped
-	d.runErr = err
-	close(d.done)
-	d.mu.Unlock()
+	err = errors.Join(readErr, d.persist(), d.sender.close())
+	d.life.end(err)
 	return err
 }
 
@@ -243,40 +172,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 // the same cursor file delivers them. Shutdown is idempotent; called before
 // Run, it makes Run return ErrClosed. Otherwise it returns what Run
 // returned.
-func (d *Dispatcher) Shutdown(ctx context.Context) error {
-	d.mu.Lock()
-	switch d.state {
-	case stateIdle:
-		d.state = stateStopped
-		close(d.done)
-	case stateRunning:
-		d.drain()
-	}
-	hard := d.hard
-	d.mu.Unlock()
-
-	select {
-	case <-d.done:
-	case <-ctx.Done():
-		select {
-		case <-d.done: // stopped in time after all
-			return d.result()
-		default:
-		}
-		if hard != nil {
-			hard()
-		}
-		<-d.done
-		return ctx.Err()
-	}
-	return d.result()
-}
-
-func (d *Dispatcher) result() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.runErr
-}
+func (d *Dispatcher) Shutdown(ctx context.Context) error { return d.life.shutdown(ctx) }
 
 // read tails the log into the window until ctx is done or draining starts.
 // It returns an error only for a closed log.
@@ -334,14 +230,9 @@ func (d *Dispatcher) add(recs []eventlog.Record) {
 		d.win = append(d.win, e)
 		d.next = r.Seq + 1
 		n++
-		q := d.calls[r.Event.CallID]
-		if q == nil {
-			q = &callQueue{id: r.Event.CallID}
-			d.calls[q.id] = q
-			d.ready = append(d.ready, q)
+		if d.calls.push(r.Event.CallID, e) {
 			d.work.Signal()
 		}
-		q.items = append(q.items, e)
 	}
 	d.pending.Add(int64(n))
 	d.advanceLocked() // a gap in the log's Seqs moves the cursor
@@ -352,7 +243,7 @@ func (d *Dispatcher) add(recs []eventlog.Record) {
 func (d *Dispatcher) deliverLoop(hardCtx, drainCtx context.Context) {
 	for {
 		d.mu.Lock()
-		for len(d.ready) == 0 && !d.draining {
+		for !d.calls.hasReady() && !d.draining {
 			d.work.Wait()
 		}
 		// drainCtx is done before the callback that sets draining has run.
@@ -360,24 +251,16 @@ func (d *Dispatcher) deliverLoop(hardCtx, drainCtx context.Context) {
 			d.mu.Unlock()
 			return
 		}
-		q := d.ready[0]
-		d.ready[0] = nil
-		d.ready = d.ready[1:]
-		e := q.items[0]
+		q, e := d.calls.take()
 		d.mu.Unlock()
 
-		if !d.deliver(hardCtx, drainCtx, e) {
+		if !d.deliver(hardCtx, drainCtx, e.rec, e.readAt) {
 			continue // stopping: the record stays unfinished, behind the cursor
 		}
 		d.mu.Lock()
 		e.done = true
-		q.items[0] = nil
-		q.items = q.items[1:]
-		if len(q.items) > 0 {
-			d.ready = append(d.ready, q)
+		if d.calls.finish(q) {
 			d.work.Signal()
-		} else {
-			delete(d.calls, q.id)
 		}
 		d.pending.Add(-1)
 		d.advanceLocked()
@@ -432,30 +315,4 @@ func (d *Dispatcher) persist() error {
 	}
 	d.persisted = c
 	return nil
-}
-
-// backoff is the wait before attempt n+1: full jitter over an exponential
-// ceiling, min(MaxBackoff, BaseBackoff·2^(n-1)).
-func (d *Dispatcher) backoff(n int) time.Duration {
-	ceiling := d.cfg.MaxBackoff
-	// c>>(n-1) == BaseBackoff: the shift did not overflow.
-	if c := d.cfg.BaseBackoff << (n - 1); c > 0 && c < ceiling && c>>(n-1) == d.cfg.BaseBackoff {
-		ceiling = c
-	}
-	return time.Duration(d.jitter(int64(ceiling)))
-}
-
-// sleepCtx waits for dur or until ctx is done.
-func sleepCtx(ctx context.Context, dur time.Duration) error {
-	if dur <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(dur)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

@@ -215,7 +215,7 @@ func TestBackoffIsExponentialWithFullJitterUpToMaxBackoff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.cfg.BaseBackoff, d.cfg.MaxBackoff = 100*time.Millisecond, time.Second
+	d.baseBackoff, d.maxBackoff = 100*time.Millisecond, time.Second
 	d.jitter = func(n int64) int64 { return n } // the ceiling
 	var got []time.Duration
 	for n := 1; n <= 6; n++ {
@@ -231,7 +231,7 @@ func TestBackoffIsExponentialWithFullJitterUpToMaxBackoff(t *testing.T) {
 		}
 	}
 	// 5ns<<62 overflows to 1<<62, which is below this MaxBackoff.
-	d.cfg.BaseBackoff, d.cfg.MaxBackoff = 5, math.MaxInt64
+	d.baseBackoff, d.maxBackoff = 5, math.MaxInt64
 	if got := d.backoff(63); got != math.MaxInt64 {
 		t.Errorf("backoff(63) with BaseBackoff 5ns = %v, want MaxBackoff (the shift overflowed)", got)
 	}

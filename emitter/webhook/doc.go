@@ -1,6 +1,7 @@
 // Package webhook delivers call events to HTTP receivers as Standard
 // Webhooks (https://www.standardwebhooks.com), reading them from the event
-// log.
+// log: a Dispatcher tails any eventlog.Log from a cursor file; a
+// JetStreamDispatcher consumes a JetStream log shared by several nodes.
 //
 // # Signing
 //
@@ -54,6 +55,94 @@
 // is also how the URL appears in logs and dead letters), so two URLs that
 // differ only in their query cannot share one.
 //
+// # Cluster delivery (JetStream)
+//
+// When several `callfsm serve` nodes share one JetStream event log
+// (emitter/eventlog/jetstream), NewJetStream makes a JetStreamDispatcher
+// instead: the same signing, attempts, retries, backoff, dead letters and
+// metrics, fed by durable JetStream consumers rather than a cursor file.
+//
+// Consumers. Each URL has one durable pull consumer per partition of the
+// stream, named "<JetStreamConfig.Name>-p<partition>" (the Name defaults
+// to a hash of the URL), filtered on the partition's subjects
+// ("<prefix>.<partition>.*"), with explicit acks, DeliverPolicy all (a new
+// endpoint gets the whole stream, as a new cursor file does with serve),
+// MaxDeliver unlimited (MaxAttempts and dead letters bound the tries, the
+// server never skips an event), MaxAckPending JetStreamConfig.Window, and
+// the pinned_client priority policy (group "webhook") with
+// JetStreamConfig.PinnedTTL and AckWait. Every node creates or updates
+// them to this same configuration when Run starts, so all nodes must use
+// the same Name, Window, AckWait and PinnedTTL. Consumers of an old Name
+// are not removed: delete them with the nats CLI.
+//
+// Acknowledgement. A message is acknowledged after the receiver's 2xx, or
+// after its dead letter is written and synced, never before; it is never
+// nak'ed or terminated. While a node holds a message (queued behind its
+// call's previous event, in flight, or waiting to retry) it tells the
+// server it is in progress every AckWait/3, so that the server does not
+// send it again. A message the server does send again (JetStream's
+// NumDelivered > 1) is delivered again: at least once; receivers dedupe on
+// webhook-id, which is EventID of the stream sequence, the same on every
+// node.
+//
+// Order. A node pulls a partition with pull requests sent back to back,
+// each lasting a sixth of PinnedTTL-AckWait; the server sends the
+// partition's messages to the pinned node in stream order (redeliveries
+// first), and that node delivers each call's events one at a time, in
+// order, as a Dispatcher does (different calls go in parallel, up to
+// Parallel). A delivery that never reached the node (its delivery sequence
+// skips one) makes it drop what it holds of the partition and pause until
+// the server sends it all again, in order.
+//
+// When the pin moves, the new node must not get a call's newer event while
+// an older one is held, undelivered, by the old node. What the server does
+// (nats-server v2.15.2, consumer.go) makes that so if every message the
+// old node held is due for redelivery when the pin moves:
+//
+//   - the pin times out PinnedTTL after the pinned node's last pull
+//     (setPinnedTimer is reset only by a pull carrying the pin); until
+//     then the other nodes' pulls are passed over (nextWaiting);
+//   - checkPending puts the messages whose AckWait has passed on the
+//     redelivery queue, sorted by sequence, and getNextMsg serves that
+//     queue before any new message: the new node gets them first, in
+//     order.
+//
+// So a node tells the server a partition's messages are in progress only
+// while it can vouch for the pin: a message brought the pin id, the server
+// has not said the pin is another's, its last pull was sent less than
+// margin = (PinnedTTL-AckWait)/2 ago, and none of its pulls since the pin
+// was proven came AckWait+margin or more after the one before. The last
+// "in progress" then reaches the server less than margin after a pull
+// that kept the pin, and every message the server sent the node went out
+// before that pull's end, so all are due before the pin can time out,
+// provided the server handles the node's requests within margin of each
+// other (NewJetStream wants margin ≥ 1s; it is 10s by default). A node
+// that stalls (a long pause, a network partition) stops vouching by
+// itself. What is left: a consumer leader change (a clustered stream)
+// drops the pin at once, while the old node's messages are not due; but
+// only a partition's owner pulls it (below), so the same node gets the
+// pin back, unless two nodes' views of the nodes differ at that moment.
+//
+// Sharing the partitions. The server alone would not spread the work: it
+// pins a partition to the pull at the head of its FIFO waiting queue, so
+// the first node to pull would get every partition and keep them. So each
+// node pulls only the partitions it owns by rendezvous hashing over the
+// nodes it hears of: nodes announce themselves on the plain NATS subject
+// _CALLFSM.webhook.<stream>.<Name>.nodes every PinnedTTL/6 (at most 5s),
+// answer a newcomer at once, say goodbye on Shutdown and are forgotten
+// after 3 silent periods. When the nodes change, the old owner of a
+// partition stops pulling it and leaves what it held of it (but requests
+// in flight, which finish) to expire; the new owner gets the pin PinnedTTL
+// after the old one's last pull, so a partition that moves (a node joins,
+// stops or dies) waits about PinnedTTL. While views differ, two nodes may
+// pull one partition: the pin still lets one deliver it at a time.
+//
+// Shutdown stops pulling, lets the requests in progress finish (acked if
+// delivered), and leaves everything else unacknowledged for the next
+// owner. Dead letters are written to JetStreamConfig.DeadLetterPath on the
+// node that gave up, in the same JSON Lines format: each node has its own
+// file.
+//
 // # Metrics
 //
 // With Config.Registerer set, each Dispatcher registers:
@@ -64,4 +153,12 @@
 //	callfsm_webhook_queue_depth{url}                 Pending(): read, not finished (≤ Window)
 //	callfsm_webhook_cursor_lag{url}                  records in the log not yet finished (LastSeq + 1 - Cursor)
 //	callfsm_webhook_delivery_latency_seconds{url}   append to 2xx (histogram)
+//
+// A JetStreamDispatcher registers the same, but cursor_lag (it has no
+// cursor; the consumers' pending counts are in JetStream), and:
+//
+//	callfsm_webhook_queue_depth{url}                 Pending(): messages held, not finished
+//	callfsm_webhook_partition_pinned{url,partition} 1 while this node delivers the partition
+//	callfsm_webhook_redeliveries_total{url}          messages JetStream sent this node again
+//	callfsm_webhook_nodes{url}                       nodes known, this one included
 package webhook

@@ -1,11 +1,18 @@
 package webhook_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/callfsm/callfsm/emitter/eventlog/jetstream"
 	"github.com/callfsm/callfsm/emitter/webhook"
 )
 
@@ -37,4 +44,68 @@ func Example() {
 	// <nil>
 	// webhook: no matching signature: none of the webhook-signature values is a v1 signature of this id, timestamp and body
 	// webhook: bad timestamp: webhook-timestamp is 3600s old, more than the tolerance 5m0s
+}
+
+// Each node of a cluster delivers a URL from the JetStream log it shares
+// with the others: the same JetStreamConfig on every node (but its own
+// DeadLetterPath), Run until shutdown. The nodes share the stream's
+// partitions, one durable consumer each.
+func ExampleNewJetStream() {
+	dir, err := os.MkdirTemp("", "callfsm-example-")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	srv, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true,
+	})
+	if err != nil {
+		panic(err)
+	}
+	go srv.Start()
+	defer func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	}()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		panic("nats-server not ready")
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		panic(err)
+	}
+	defer nc.Close()
+	log, err := jetstream.Open(context.Background(), jetstream.Config{Conn: nc, Partitions: 4})
+	if err != nil {
+		panic(err)
+	}
+	defer log.Close()
+
+	d, err := webhook.NewJetStream(webhook.JetStreamConfig{
+		Log:            log,
+		URL:            "https://crm.example.com/hooks/callfsm",
+		Secret:         "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+		Name:           "crm",
+		DeadLetterPath: filepath.Join(dir, "crm.dead.jsonl"),
+	})
+	if err != nil {
+		panic(err)
+	}
+	for p := range log.Partitions() {
+		fmt.Println(d.ConsumerName(p))
+	}
+	// go d.Run(ctx) … d.Shutdown(ctx), then close the log and the connection.
+
+	// The pin must outlast AckWait (see the package doc):
+	_, err = webhook.NewJetStream(webhook.JetStreamConfig{
+		Log: log, URL: "https://crm.example.com/hooks/callfsm", Secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+		DeadLetterPath: filepath.Join(dir, "crm.dead.jsonl"), AckWait: 30 * time.Second,
+	})
+	fmt.Println(err)
+	// Output:
+	// crm-p0
+	// crm-p1
+	// crm-p2
+	// crm-p3
+	// webhook: JetStreamConfig.PinnedTTL: 30s is less than AckWait 30s + 2s: a node's messages would not all be due for redelivery before another node is pinned
 }

@@ -34,11 +34,12 @@ type metrics struct {
 	latency    prometheus.Histogram
 }
 
-// newMetrics makes the Dispatcher's metrics and registers them, with the
-// label url, on reg when it is not nil. depth and lag are read at scrape
-// time.
-func newMetrics(reg prometheus.Registerer, url string, depth, lag func() float64) (*metrics, error) {
-	const ns, sub = "callfsm", "webhook"
+const metricsNamespace, metricsSubsystem = "callfsm", "webhook"
+
+// newMetrics makes the metrics every dispatcher keeps; register registers
+// them.
+func newMetrics() *metrics {
+	const ns, sub = metricsNamespace, metricsSubsystem
 	m := &metrics{
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "deliveries_total",
@@ -64,28 +65,35 @@ func newMetrics(reg prometheus.Registerer, url string, depth, lag func() float64
 	for _, r := range failureReasons {
 		m.failures.WithLabelValues(r)
 	}
+	return m
+}
+
+// register registers m and the dispatcher's own collectors on reg, with
+// the label url; nil reg registers nothing. On error nothing stays
+// registered.
+func (m *metrics) register(reg prometheus.Registerer, url string, own ...prometheus.Collector) error {
 	if reg == nil {
-		return m, nil
+		return nil
 	}
-	cs := []prometheus.Collector{
-		m.deliveries, m.attempts, m.failures, m.latency,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: ns, Subsystem: sub, Name: "queue_depth",
-			Help: "Events read from the log whose delivery has not finished (at most Config.Window).",
-		}, depth),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: ns, Subsystem: sub, Name: "cursor_lag",
-			Help: "Events in the log not yet delivered or dead-lettered: the log's last sequence number minus the cursor's predecessor.",
-		}, lag),
-	}
+	cs := append([]prometheus.Collector{m.deliveries, m.attempts, m.failures, m.latency}, own...)
 	reg = prometheus.WrapRegistererWith(prometheus.Labels{"url": url}, reg)
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
 			for _, done := range cs[:i] {
 				reg.Unregister(done)
 			}
-			return nil, err
+			return err
 		}
 	}
-	return m, nil
+	return nil
+}
+
+// queueDepthGauge reads depth, what a dispatcher holds unfinished, at
+// scrape time. Its help is the same for every dispatcher, so that
+// dispatchers of both kinds may share a registry.
+func queueDepthGauge(depth func() float64) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: metricsNamespace, Subsystem: metricsSubsystem, Name: "queue_depth",
+		Help: "Events read (a Dispatcher, at most Config.Window) or received (a JetStreamDispatcher, at most Window per partition) whose delivery has not finished.",
+	}, depth)
 }
