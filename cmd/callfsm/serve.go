@@ -337,8 +337,10 @@ func (s *serveCmd) openLocal(spec *fsm.Spec, policy eventlog.SyncPolicy, reg *pr
 // before its servers) until ctx is done.
 func (s *serveCmd) openCluster(ctx context.Context, spec *fsm.Spec, reg *prometheus.Registry, logger *slog.Logger) (*backend, error) {
 	nc, err := s.nats.connect(ctx, "serve", natsStayConnected,
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			logger.Warn("NATS disconnected; reconnecting", "err", err)
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if !nc.IsClosed() { // not our own Close at shutdown
+				logger.Warn("NATS disconnected; reconnecting", "err", err)
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { logger.Info("NATS reconnected", "server", nc.ConnectedUrlRedacted()) }))
 	if err != nil {
