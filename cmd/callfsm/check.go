@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/peterbourgon/ff/v3/ffcli"
-	"golang.org/x/term"
 
 	"github.com/callfsm/callfsm/call/check"
 	"github.com/callfsm/callfsm/fsm"
@@ -260,67 +259,33 @@ func plural(n int, word string) string {
 	return fmt.Sprintf("%d %ss", n, word)
 }
 
-// progressBar draws progress on stderr when it is a terminal: from one
-// second into the check, at most five times a second, so that small
-// inputs never show it.
+// progressBar draws the check's progress (see progressLine): bytes read
+// of the inputs' total, events, rate and time left.
 type progressBar struct {
-	w          io.Writer
-	isTerminal func(io.Writer) bool
-	on         bool
-	now        func() time.Time
-	start      time.Time
-	last       time.Time
-	shown      bool
-	total      int64
-	read       *atomic.Int64
+	*progressLine
+	total int64
+	read  *atomic.Int64
 }
 
 func (c *checkCmd) progress(in *inputs) *progressBar {
-	isTerminal, now := c.isTerminal, c.now
-	if isTerminal == nil {
-		isTerminal = func(w io.Writer) bool {
-			f, ok := w.(*os.File)
-			return ok && term.IsTerminal(int(f.Fd()))
-		}
-	}
-	if now == nil {
-		now = time.Now
-	}
-	return &progressBar{
-		w: c.stderr, isTerminal: isTerminal, on: isTerminal(c.stderr), now: now, start: now(),
-		total: in.total, read: in.read,
-	}
+	return &progressBar{progressLine: newProgressLine(c.stderr, c.isTerminal, c.now), total: in.total, read: in.read}
 }
 
 func (p *progressBar) update(pr check.Progress) {
-	if !p.on {
+	elapsed, ok := p.due()
+	if !ok {
 		return
 	}
-	t := p.now()
-	if t.Sub(p.start) < time.Second || t.Sub(p.last) < 200*time.Millisecond {
-		return
-	}
-	p.last = t
 	read := p.read.Load()
-	rate := float64(pr.Events) / t.Sub(p.start).Seconds()
+	rate := float64(pr.Events) / elapsed.Seconds()
 	line := fmt.Sprintf("checking: %d MB, %d events, %.0f events/s", read>>20, pr.Events, rate)
 	if p.total > 0 {
 		frac := min(1, float64(read)/float64(p.total))
 		const width = 30
 		done := int(frac * width)
-		eta := time.Duration(float64(t.Sub(p.start)) * (1 - frac) / max(frac, 1e-9)).Round(time.Second)
+		eta := time.Duration(float64(elapsed) * (1 - frac) / max(frac, 1e-9)).Round(time.Second)
 		line = fmt.Sprintf("checking: %3.0f%% [%s%s] %d/%d MB, %.0f events/s, %v left",
 			frac*100, strings.Repeat("#", done), strings.Repeat("-", width-done), read>>20, p.total>>20, rate, eta)
 	}
-	fmt.Fprintf(p.w, "\r\033[K%s", line)
-	p.shown = true
-}
-
-// clear erases the bar, so that findings or the summary print on a clean
-// line.
-func (p *progressBar) clear() {
-	if p.shown {
-		fmt.Fprint(p.w, "\r\033[K")
-		p.shown = false
-	}
+	p.show(line)
 }

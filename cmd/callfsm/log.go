@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/peterbourgon/ff/v3/ffcli"
-	"golang.org/x/term"
 
 	"github.com/callfsm/callfsm/emitter/eventlog/jetstream"
 )
@@ -246,47 +245,15 @@ func (a *atomicFile) abort() {
 	os.Remove(a.Name())
 }
 
-// exportProgress shows the export's progress on stderr when it is a
-// terminal: from one second in, at most five times a second.
-type exportProgress struct {
-	w           io.Writer
-	on          bool
-	now         func() time.Time
-	start, last time.Time
-	shown       bool
-}
+// exportProgress shows the export's progress (see progressLine).
+type exportProgress struct{ *progressLine }
 
 func (c *logCmd) progress() *exportProgress {
-	isTerminal, now := c.isTerminal, c.now
-	if isTerminal == nil {
-		isTerminal = func(w io.Writer) bool {
-			f, ok := w.(*os.File)
-			return ok && term.IsTerminal(int(f.Fd()))
-		}
-	}
-	if now == nil {
-		now = time.Now
-	}
-	return &exportProgress{w: c.stderr, on: isTerminal(c.stderr), now: now, start: now()}
+	return &exportProgress{newProgressLine(c.stderr, c.isTerminal, c.now)}
 }
 
 func (p *exportProgress) update(done, total uint64) {
-	if !p.on {
-		return
-	}
-	t := p.now()
-	if t.Sub(p.start) < time.Second || t.Sub(p.last) < 200*time.Millisecond {
-		return
-	}
-	p.last = t
-	fmt.Fprintf(p.w, "\r\033[Kexporting: %3.0f%% %d/%d events", 100*float64(done)/float64(total), done, total)
-	p.shown = true
-}
-
-// clear erases the progress line.
-func (p *exportProgress) clear() {
-	if p.shown {
-		fmt.Fprint(p.w, "\r\033[K")
-		p.shown = false
+	if _, ok := p.due(); ok {
+		p.show(fmt.Sprintf("exporting: %3.0f%% %d/%d events", 100*float64(done)/float64(total), done, total))
 	}
 }

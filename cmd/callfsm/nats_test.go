@@ -14,29 +14,15 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/callfsm/callfsm/emitter/eventlog/jetstream/jstest"
 )
 
 // startNATS starts an in-process NATS server with JetStream, shut down
 // when the test ends. opts, if given, adds to its options (authorisation).
 func startNATS(t *testing.T, opts ...func(*natsserver.Options)) *natsserver.Server {
 	t.Helper()
-	o := &natsserver.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
-	}
-	for _, f := range opts {
-		f(o)
-	}
-	s, err := natsserver.NewServer(o)
-	require.NoError(t, err)
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() {
-		s.Shutdown()
-		s.WaitForShutdown()
-	})
-	return s
+	return jstest.RunServer(t, opts...)
 }
 
 // closedPort returns the address of a TCP port nobody listens on.

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/callfsm/callfsm/emitter/eventlog/jetstream"
+	"github.com/callfsm/callfsm/emitter/eventlog/jetstream/jstest"
 )
 
 // The JetStream dispatcher against a real in-process nats-server, with
@@ -37,24 +38,7 @@ const (
 )
 
 // runNATS starts an in-process JetStream server for the test.
-func runNATS(t *testing.T) *server.Server {
-	t.Helper()
-	s, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() {
-		s.Shutdown()
-		s.WaitForShutdown()
-	})
-	return s
-}
+func runNATS(t *testing.T) *server.Server { return jstest.RunServer(t) }
 
 // openJSLog connects to s and opens the stream's Log on that connection,
 // both closed when the test ends.

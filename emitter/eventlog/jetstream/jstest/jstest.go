@@ -18,12 +18,17 @@ import (
 const readyTimeout = 10 * time.Second
 
 // RunServer starts a JetStream server on a free loopback port, storing in a
-// temporary directory, and shuts it down when the test ends.
-func RunServer(t testing.TB) *server.Server {
+// temporary directory, and shuts it down when the test ends. opts, if
+// given, change its options (to require a password, say).
+func RunServer(t testing.TB, opts ...func(*server.Options)) *server.Server {
 	t.Helper()
-	return start(t, &server.Options{
+	o := &server.Options{
 		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
-	})
+	}
+	for _, f := range opts {
+		f(o)
+	}
+	return start(t, o)
 }
 
 // RunCluster starts a JetStream cluster of n servers on loopback, waits
