@@ -122,33 +122,47 @@ func (e *Event) UnmarshalJSON(data []byte) error {
 // Errors name the field (*FieldError, errors.Is ErrInvalid) or are JSON
 // syntax errors.
 func Decode(data []byte) (Event, error) {
-	var present struct {
-		Event     json.RawMessage `json:"event"`
-		SessionID json.RawMessage `json:"session_id"`
-		UserID    json.RawMessage `json:"user_id"`
-		CallID    json.RawMessage `json:"call_id"`
-		Timestamp json.RawMessage `json:"timestamp"`
+	// One pass of encoding/json: the five fields every event needs are
+	// pointers, so that missing and null tell apart from zero.
+	var w struct {
+		Event       *string     `json:"event"`
+		SessionID   *string     `json:"session_id"`
+		UserID      *int64      `json:"user_id"`
+		CallID      *int64      `json:"call_id"`
+		ScheduleID  *int64      `json:"schedule_id"`
+		Agent       AgentInfo   `json:"agent"`
+		User        UserInfo    `json:"user"`
+		Meta        Meta        `json:"meta"`
+		Participant Participant `json:"participant"`
+		Timestamp   *int64      `json:"timestamp"`
 	}
-	if err := json.Unmarshal(data, &present); err != nil {
-		return Event{}, err
+	err := json.Unmarshal(data, &w)
+	var te *json.UnmarshalTypeError
+	if err != nil && (!errors.As(err, &te) || te.Field == "") {
+		return Event{}, err // not JSON, or not an object
 	}
+	// A missing field is named before a field of the wrong type (whose
+	// pointer is nil too, but which is not missing).
 	for _, f := range []struct {
-		name string
-		raw  json.RawMessage
+		name    string
+		missing bool
 	}{
-		{"event", present.Event},
-		{"session_id", present.SessionID},
-		{"user_id", present.UserID},
-		{"call_id", present.CallID},
-		{"timestamp", present.Timestamp},
+		{"event", w.Event == nil},
+		{"session_id", w.SessionID == nil},
+		{"user_id", w.UserID == nil},
+		{"call_id", w.CallID == nil},
+		{"timestamp", w.Timestamp == nil},
 	} {
-		if len(f.raw) == 0 || string(f.raw) == "null" {
+		if f.missing && (te == nil || te.Field != f.name) {
 			return Event{}, &FieldError{Field: f.name, Reason: "missing"}
 		}
 	}
-	var e Event
-	if err := e.UnmarshalJSON(data); err != nil {
-		return Event{}, err
+	if te != nil {
+		return Event{}, &FieldError{Field: te.Field, Reason: "want " + te.Type.String() + ", got JSON " + te.Value}
 	}
-	return e, nil
+	return Event{
+		Event: *w.Event, SessionID: *w.SessionID, UserID: *w.UserID, CallID: *w.CallID,
+		ScheduleID: w.ScheduleID, Agent: w.Agent, User: w.User, Meta: w.Meta,
+		Participant: w.Participant, Timestamp: *w.Timestamp,
+	}, nil
 }
