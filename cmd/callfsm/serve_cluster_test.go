@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -201,4 +202,52 @@ func TestServeCluster(t *testing.T) {
 		return true
 	})
 	assert.Equal(t, want, firstSeen(evs), "per call, the events first received are the call's, in order")
+}
+
+// TestServeClusterNodeKilled runs two real callfsm binaries over one
+// nats-server and kills one (SIGKILL) while the calls it rang still ring:
+// the other times every one of them out, stamped with its deadline, and
+// answers for them.
+func TestServeClusterNodeKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	s := jstest.RunServer(t)
+	bin := buildCallfsm(t)
+	args := []string{"serve", "--addr", "127.0.0.1:0", "--nats", s.ClientURL(), "--timeout", "ringing=2s"}
+	a := startBinary(t, bin, append(args, "--data-dir", t.TempDir())...)
+	b := startBinary(t, bin, append(args, "--data-dir", t.TempDir())...)
+
+	const calls = 10
+	post := func(base, path, body string) int {
+		resp, err := http.Post(base+path, "application/json", strings.NewReader(body))
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for id := 1; id <= calls; id++ {
+		require.Equal(t, http.StatusCreated, post(a.base, "/v1/calls", fmt.Sprintf(`{"call_id":%d,"user_id":1}`, id)))
+		require.Equal(t, http.StatusOK, post(a.base, fmt.Sprintf("/v1/calls/%d/ring", id), ""))
+	}
+	require.NoError(t, a.cmd.Process.Kill())
+	<-a.exited
+
+	recs := followLog(t, s.ClientURL(), func(recs []eventlog.Record) bool { return len(recs) == 3*calls })
+	rang := map[int64]int64{}
+	for _, r := range recs {
+		switch r.Event.Event {
+		case "popin_outgoing_call_ringing":
+			rang[r.Event.CallID] = r.Event.Timestamp
+		case "popin_outgoing_call_missed":
+			assert.Equal(t, rang[r.Event.CallID]+2, r.Event.Timestamp, "call %d: missed stamped with its deadline", r.Event.CallID)
+		default:
+			require.Equal(t, "popin_outgoing_call_initiated", r.Event.Event)
+		}
+	}
+	resp, err := http.Get(b.base + "/v1/calls/1")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Contains(t, string(body), `"state":"missed"`)
+	assert.Contains(t, b.stderr.String(), "nats=")
 }
