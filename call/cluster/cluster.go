@@ -148,11 +148,9 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		cfg: cfg, log: cfg.Log, spec: cfg.Spec, now: cfg.Now, logger: cfg.Logger,
 		cache: newCache(cfg.CacheSize), node: uuid.NewString()[:8],
 	}
-	t, err := startTimers(ctx, e)
-	if err != nil {
+	if err := startTimers(ctx, e); err != nil {
 		return nil, err
 	}
-	e.timers = t
 	// Every node's appends reach this node's cache through the log's
 	// tail, so that a call driven through several nodes in turn is
 	// rarely read from JetStream (a cache still behind costs one lost
@@ -242,8 +240,9 @@ func (e *Engine) isClosed() bool {
 	return e.closed
 }
 
-// Close stops taking fired timers and drops those held, unacknowledged, so
-// that another node applies them; later inputs fail with call.ErrClosed.
+// Close stops taking fired timers and hands those it holds back to
+// JetStream (unacknowledged, negatively), so that another node applies
+// them at once; later inputs fail with call.ErrClosed.
 // It leaves the log, the streams and the connection as they are, and is
 // idempotent.
 func (e *Engine) Close() error {
@@ -370,12 +369,20 @@ func (e *Engine) Apply(ctx context.Context, id int64, in call.Input) (fsm.State,
 		now := e.now()
 		to, ev, err := call.Step(ctx, e.spec, &d, from, in, now)
 		if err != nil {
-			var illegal *call.TransitionError
-			if errors.As(err, &illegal) && !sure {
+			// Illegal here, or a participant this state's transition does
+			// not take: the call may be elsewhere, or ended, by now.
+			if !sure && ctx.Err() == nil {
 				want = fromLeader
 				continue
 			}
 			return from, err
+		}
+		if !sure && e.needsTimer(&head, from, to, now) {
+			// The new schedule replaces the call's pending one: armed for a
+			// state the call has left, it could replace the earlier one its
+			// real state needs. Arm only from the leader's view.
+			want = fromLeader
+			continue
 		}
 		timer := e.wake(&head, from, &ev, to, now)
 		if _, err := e.tryAppend(ctx, ev, head.Seq, string(in.Trigger)); err != nil {
@@ -405,11 +412,12 @@ func (e *Engine) Apply(ctx context.Context, id int64, in call.Input) (fsm.State,
 // made; else another append won the race, and tryAppend returns
 // ErrConflict, the winner's event cached.
 func (e *Engine) tryAppend(ctx context.Context, ev event.Event, after uint64, what string) (jetstream.Head, error) {
-	mid := strconv.FormatInt(ev.CallID, 10) + "." + strconv.FormatUint(after, 10) + "." + what +
-		"." + e.node + "." + strconv.FormatUint(e.requests.Add(1), 36)
-	seq, dup, err := e.log.AppendIf(ctx, ev, after, mid)
-	if err == nil && !dup {
-		// Stored a moment ago; the tail brings the server's own time.
+	mid := e.attemptID(ev.CallID, after, what, e.requests.Add(1))
+	seq, _, err := e.log.AppendIf(ctx, ev, after, mid)
+	if err == nil {
+		// Stored a moment ago, or (a duplicate) by an earlier try of this
+		// very attempt, whose id no other append has: made either way. The
+		// tail brings the server's own time.
 		h := jetstream.Head{Record: eventlog.Record{Seq: seq, Event: ev}, MsgID: mid, Stored: e.now()}
 		e.transitions.Add(1)
 		e.cache.put(ev.CallID, h)
@@ -420,12 +428,19 @@ func (e *Engine) tryAppend(ctx context.Context, ev event.Event, after uint64, wh
 	case rerr == nil && ok && head.MsgID == mid && head.Seq > after:
 		e.transitions.Add(1)
 		return head, nil
-	case err == nil || errors.Is(err, jetstream.ErrConflict):
+	case errors.Is(err, jetstream.ErrConflict):
 		e.conflicts.Add(1)
 		return head, fmt.Errorf("cluster: call %d: %w", ev.CallID, jetstream.ErrConflict)
 	default:
 		return head, err
 	}
+}
+
+// attemptID is the message id of a node's n-th append, of event what after
+// sequence after on call id: <call_id>.<after>.<what>.<node>.<n>.
+func (e *Engine) attemptID(id int64, after uint64, what string, n uint64) string {
+	return strconv.FormatInt(id, 10) + "." + strconv.FormatUint(after, 10) + "." + what +
+		"." + e.node + "." + strconv.FormatUint(n, 36)
 }
 
 // freshness is how recent a read of a call's last event is sure to be.
@@ -477,18 +492,28 @@ func (e *Engine) read(ctx context.Context, id int64, want freshness) (h jetstrea
 // timeouts, never: one schedule per call covers its timed states). It is
 // armed before the event is appended, so that a node dying in between
 // leaves a call with a timer early enough, never one too late; should the
-// append lose, the early timer only wakes the call up. Deadlines are whole
+// append lose a race, the early timer only wakes the call up. (Apply arms
+// only from the leader's view: from a lagging cache, a schedule could
+// replace the earlier one of a state the call has reached since, and the
+// call would time out late.) Deadlines are whole
 // seconds, as events' timestamps are, plus the sub-second part of when
 // JetStream stored the event (see deadline).
 func (e *Engine) wake(prev *jetstream.Head, from fsm.State, next *event.Event, to fsm.State, at time.Time) *armed {
-	d, _, timed := e.spec.Timeout(to)
-	if !timed {
-		return &armed{} // a pending schedule fires as a no-op
-	}
-	if pd, _, wasTimed := e.spec.Timeout(from); wasTimed && !at.Add(d).Before(deadline(prev, pd)) {
-		return &armed{}
+	if !e.needsTimer(prev, from, to, at) {
+		return &armed{} // a pending schedule fires early, or as a no-op
 	}
 	return e.timers.arm(next.CallID, to, at)
+}
+
+// needsTimer reports whether wake arms a schedule: to has a timeout, and
+// its deadline comes before from's (or from has none).
+func (e *Engine) needsTimer(prev *jetstream.Head, from, to fsm.State, at time.Time) bool {
+	d, _, timed := e.spec.Timeout(to)
+	if !timed {
+		return false
+	}
+	pd, _, wasTimed := e.spec.Timeout(from)
+	return !wasTimed || at.Add(d).Before(deadline(prev, pd))
 }
 
 // deadline returns when the timeout d of the state h entered falls due: d

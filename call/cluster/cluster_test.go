@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -47,8 +49,8 @@ func startNode(t *testing.T, url string, cfg cluster.Config) *node {
 	return n
 }
 
-// stop stops the node as a crash would leave it: the engine's held timers
-// are dropped unacknowledged, and the connection closes.
+// stop stops the node as serve does: the engine hands the timers it holds
+// back to JetStream, then the log and the connection close.
 func (n *node) stop() {
 	n.eng.Close()
 	n.log.Close()
@@ -475,4 +477,178 @@ func TestTimerFollowsTheCall(t *testing.T) {
 			pollUntil(t, func() bool { return eng.Stats().Timeouts == 1 })
 		})
 	}
+}
+
+// TestCloseHandsHeldTimersOver closes the node that holds a call's fired
+// timer: another node takes the timer at once and times the call out on
+// time, rather than after the timer's AckWait.
+func TestCloseHandsHeldTimersOver(t *testing.T) {
+	t.Parallel()
+	s := jstest.RunServer(t)
+	spec := shortSpec(t)
+	cfg := cluster.Config{Spec: spec, TimerLead: time.Second, TimerAckWait: 5 * time.Second}
+	nodes := []*node{startNode(t, s.ClientURL(), cfg), startNode(t, s.ClientURL(), cfg)}
+	ctx := context.Background()
+	_, err := nodes[0].eng.Create(ctx, details(1))
+	require.NoError(t, err)
+	_, err = nodes[0].eng.Fire(ctx, 1, fsm.Ring)
+	require.NoError(t, err)
+	ringing, ok, err := nodes[0].log.LastFromLeader(ctx, 1)
+	require.True(t, ok)
+	require.NoError(t, err)
+
+	// The schedule fires a second early into one node, which holds it.
+	var holder, other *node
+	pollUntil(t, func() bool {
+		for i, n := range nodes {
+			if n.eng.Stats().TimersHeld > 0 {
+				holder, other = n, nodes[1-i]
+				return true
+			}
+		}
+		return false
+	})
+	holder.stop()
+
+	awaitLog(t, other.log, func(recs []eventlog.Record) bool {
+		return len(recs) == 3
+	})
+	missed, ok, err := other.log.LastFromLeader(ctx, 1)
+	require.True(t, ok)
+	require.NoError(t, err)
+	require.Equal(t, spec.EventName(fsm.Missed), missed.Event.Event)
+	late := missed.Stored.Sub(ringing.Stored.Add(2 * time.Second))
+	assert.Less(t, late, time.Second, "the call timed out %v after its deadline", late)
+}
+
+// TestTimedOutIntoATimedState: a timeout into a state that has a timeout
+// of its own keeps its fired timer until the next state's schedule is
+// stored, so that a schedule JetStream refused for a while is armed again
+// and the call still times out.
+func TestTimedOutIntoATimedState(t *testing.T) {
+	t.Parallel()
+	cfg := fsm.OutgoingConfig()
+	for i, tr := range cfg.Transitions {
+		if tr.From == fsm.Initiated && tr.Trigger == fsm.Timeout {
+			cfg.Transitions[i].To = fsm.Ringing // ring by itself after a second
+		}
+	}
+	cfg.Timeouts = map[fsm.State]time.Duration{fsm.Initiated: time.Second, fsm.Ringing: 3 * time.Second}
+	spec, err := fsm.NewSpec(cfg)
+	require.NoError(t, err)
+	s := jstest.RunServer(t)
+	ncfg := fastTimers(spec)
+	ncfg.Logger = slog.New(slog.DiscardHandler) // the arm errors below are expected
+	a := startNode(t, s.ClientURL(), ncfg)
+	reg := prometheus.NewRegistry()
+	require.NoError(t, reg.Register(a.eng.Collector()))
+	ctx := context.Background()
+	_, err = a.eng.Create(ctx, details(1))
+	require.NoError(t, err)
+
+	// The timer stream stops taking schedules (fired timers still come):
+	// the schedule of ringing, armed once the call times out into it,
+	// fails.
+	js, err := natsjs.New(a.nc)
+	require.NoError(t, err)
+	timers, err := js.Stream(ctx, "CALLFSM_TIMERS")
+	require.NoError(t, err)
+	scfg := timers.CachedInfo().Config
+	subjects := scfg.Subjects
+	scfg.Subjects = []string{"callfsm.timers.fired.>"}
+	_, err = js.UpdateStream(ctx, scfg)
+	require.NoError(t, err)
+	pollUntil(t, func() bool { return gauge(t, reg, "callfsm_cluster_timer_arm_errors_total") > 0 })
+	scfg.Subjects = subjects
+	_, err = js.UpdateStream(ctx, scfg)
+	require.NoError(t, err)
+
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		last, ok, err := a.log.LastFromLeader(ctx, 1)
+		require.NoError(t, err)
+		if ok && last.Event.Event == spec.EventName(fsm.Missed) {
+			break
+		}
+		if err := a.log.Wait(wctx, last.Seq); err != nil {
+			t.Fatalf("the call did not time out of ringing: %v (it is %s)", err, last.Event.Event)
+		}
+	}
+	assertStampedWithDeadlines(t, spec, callRecords(t, a.log, 1))
+}
+
+// gauge returns the value of the metric named name in reg, 0 if absent.
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
+			m := mf.GetMetric()[0]
+			return m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return 0
+}
+
+// TestNodeStartsOnFiredTimers starts a node while fired timers wait for
+// one, timers of states their calls have left for states with later
+// deadlines: the new node takes them at once and arms each call's next
+// schedule. Nothing but the node's own work orders its start before its
+// first timers (run with -race).
+func TestNodeStartsOnFiredTimers(t *testing.T) {
+	t.Parallel()
+	spec, err := fsm.Outgoing().WithTimeouts(map[fsm.State]time.Duration{
+		fsm.Initiated: time.Second, fsm.Ringing: 20 * time.Second,
+	})
+	require.NoError(t, err)
+	s := jstest.RunServer(t)
+	a := startNode(t, s.ClientURL(), fastTimers(spec))
+	ctx := context.Background()
+	const calls = 20
+	for id := int64(1); id <= calls; id++ {
+		_, err := a.eng.Create(ctx, details(id))
+		require.NoError(t, err)
+		_, err = a.eng.Fire(ctx, id, fsm.Ring) // no schedule: ringing's deadline is later
+		require.NoError(t, err)
+	}
+	a.stop()
+
+	nc := jstest.Connect(t, s.ClientURL())
+	js, err := natsjs.New(nc)
+	require.NoError(t, err)
+	cons, err := js.Consumer(ctx, "CALLFSM_TIMERS", "callfsm-timers")
+	require.NoError(t, err)
+	timers, err := js.Stream(ctx, "CALLFSM_TIMERS")
+	require.NoError(t, err)
+	pollUntil(t, func() bool { // every initiated schedule has fired
+		info, err := cons.Info(ctx)
+		require.NoError(t, err)
+		return info.NumPending == calls
+	})
+	// Watch from a goroutine started before the node, so that the test
+	// orders nothing between the node's start and its timers.
+	rearmed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		tick := time.NewTicker(20 * time.Millisecond) // JetStream tells no one: poll
+		defer tick.Stop()
+		for {
+			info, err := timers.Info(ctx, natsjs.WithSubjectFilter("callfsm.timers.sched.>"))
+			if err == nil && len(info.State.Subjects) == calls && info.State.Msgs == calls {
+				rearmed <- nil
+				return
+			}
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+				rearmed <- fmt.Errorf("schedules: %v, %v", info, err)
+				return
+			}
+		}
+	}()
+	startNode(t, s.ClientURL(), fastTimers(spec))
+	require.NoError(t, <-rearmed, "every call's ringing schedule is armed")
 }

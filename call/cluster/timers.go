@@ -64,10 +64,11 @@ type timers struct {
 	armErrors atomic.Uint64
 
 	mu      sync.Mutex
-	due     *sync.Cond               // on mu: queue is not empty, or stopped
-	holding map[*time.Timer]struct{} // fired timers held until their deadline
-	queue   []fired                  // fired timers due, waiting for a worker
+	due     *sync.Cond                 // on mu: queue is not empty, or stopped
+	holding map[*time.Timer]natsjs.Msg // fired timers held until their deadline
+	queue   []fired                    // fired timers due, waiting for a worker
 	stopped bool
+	dropped []natsjs.Msg // fired timers let go by stop, handed back to JetStream
 	workers sync.WaitGroup
 }
 
@@ -78,15 +79,15 @@ type fired struct {
 }
 
 // startTimers creates the timers' stream and the shared consumer of fired
-// timers, and starts consuming.
-func startTimers(ctx context.Context, e *Engine) (*timers, error) {
+// timers, sets e.timers, and starts consuming.
+func startTimers(ctx context.Context, e *Engine) error {
 	cfg := e.cfg
 	nc := cfg.Log.Conn()
 	t := &timers{
 		e: e, nc: nc,
 		schedSubj: cfg.TimerSubjects + ".sched",
 		firedSubj: cfg.TimerSubjects + ".fired",
-		holding:   make(map[*time.Timer]struct{}),
+		holding:   make(map[*time.Timer]natsjs.Msg),
 	}
 	t.due = sync.NewCond(&t.mu)
 	js, err := natsjs.New(nc, natsjs.WithPublishAsyncMaxPending(armMaxPending),
@@ -94,7 +95,7 @@ func startTimers(ctx context.Context, e *Engine) (*timers, error) {
 		// it, so that await returns (and retries) rather than wait forever.
 		natsjs.WithPublishAsyncTimeout(armTimeout))
 	if err != nil {
-		return nil, fmt.Errorf("cluster: %w", err)
+		return fmt.Errorf("cluster: %w", err)
 	}
 	t.js = js
 	ctx, cancel := withTimeout(ctx)
@@ -110,7 +111,7 @@ func startTimers(ctx context.Context, e *Engine) (*timers, error) {
 		AllowRollup:       true,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("cluster: timer stream %s: %w", cfg.TimerStream, err)
+		return fmt.Errorf("cluster: timer stream %s: %w", cfg.TimerStream, err)
 	}
 	cons, err := stream.CreateOrUpdateConsumer(ctx, natsjs.ConsumerConfig{
 		Durable:       timerConsumer,
@@ -122,15 +123,21 @@ func startTimers(ctx context.Context, e *Engine) (*timers, error) {
 		MaxAckPending: -1,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("cluster: timer consumer on %s: %w", cfg.TimerStream, err)
+		return fmt.Errorf("cluster: timer consumer on %s: %w", cfg.TimerStream, err)
 	}
 	t.ctx, t.cancelCtx = context.WithCancel(context.Background())
+	// A fired timer taken at once (fired while no node ran) may need to
+	// arm the next one: e.timers is set before the first can come.
+	e.timers = t
 	for range timerWorkers {
 		t.workers.Go(t.work)
 	}
 	t.cc, err = cons.Consume(t.onFired, natsjs.PullMaxMessages(timerPull),
 		natsjs.ConsumeErrHandler(func(_ natsjs.ConsumeContext, err error) {
-			if t.ctx.Err() == nil {
+			t.mu.Lock()
+			stopped := t.stopped
+			t.mu.Unlock()
+			if !stopped {
 				e.logger.Warn("cluster: timer consumer", "stream", cfg.TimerStream, "err", err)
 			}
 		}))
@@ -141,9 +148,9 @@ func startTimers(ctx context.Context, e *Engine) (*timers, error) {
 		t.mu.Unlock()
 		t.cancelCtx()
 		t.workers.Wait()
-		return nil, fmt.Errorf("cluster: timer consumer on %s: %w", cfg.TimerStream, err)
+		return fmt.Errorf("cluster: timer consumer on %s: %w", cfg.TimerStream, err)
 	}
-	return t, nil
+	return nil
 }
 
 // withTimeout bounds ctx by the default request timeout unless it has a
@@ -244,7 +251,8 @@ func (t *timers) hold(msg natsjs.Msg, id int64, due time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.stopped {
-		return // not acknowledged: another node takes it after AckWait
+		t.dropped = append(t.dropped, msg) // stop hands it to another node
+		return
 	}
 	var tm *time.Timer
 	tm = time.AfterFunc(max(due.Sub(t.e.now()), 0), func() {
@@ -256,7 +264,7 @@ func (t *timers) hold(msg natsjs.Msg, id int64, due time.Time) {
 			t.due.Signal()
 		}
 	})
-	t.holding[tm] = struct{}{}
+	t.holding[tm] = msg
 }
 
 // work expires the queued calls until the timers stop.
@@ -282,8 +290,10 @@ func (t *timers) work() {
 func (t *timers) expire(msg natsjs.Msg, id int64) {
 	wait, err := t.e.expire(t.ctx, id)
 	switch {
-	case t.ctx.Err() != nil:
-		return // stopping: another node takes it
+	case t.ctx.Err() != nil: // stopping: stop hands it to another node
+		t.mu.Lock()
+		t.dropped = append(t.dropped, msg)
+		t.mu.Unlock()
 	case err != nil:
 		t.e.logger.Error("cluster: applying a timeout failed; retrying", "call_id", id, "err", err)
 		_ = msg.NakWithDelay(retryDelay)
@@ -303,22 +313,38 @@ func (t *timers) held() int {
 	return len(t.holding) + len(t.queue)
 }
 
-// stop stops consuming, drops the held and queued timers unacknowledged
-// (another node takes them after AckWait) and waits for the workers.
+// stop stops consuming, lets the held and queued timers go, waits for
+// the workers, and then hands every timer it let go back to JetStream
+// (a negative acknowledgement), so that another node takes it at once
+// rather than after AckWait.
 func (t *timers) stop() {
 	t.mu.Lock()
 	t.stopped = true
-	for tm := range t.holding {
+	for tm, msg := range t.holding {
 		tm.Stop()
+		t.dropped = append(t.dropped, msg)
 	}
 	clear(t.holding)
+	for _, f := range t.queue {
+		t.dropped = append(t.dropped, f.msg)
+	}
 	t.queue = nil
 	t.due.Broadcast()
 	t.mu.Unlock()
-	t.cancelCtx()
+	// No more deliveries, then no more work, before the timers go back:
+	// a timer handed back while this node still pulled could come back
+	// to it.
 	t.cc.Stop()
 	<-t.cc.Closed()
+	t.cancelCtx()
 	t.workers.Wait()
+	t.mu.Lock()
+	dropped := t.dropped
+	t.dropped = nil
+	t.mu.Unlock()
+	for _, msg := range dropped {
+		_ = msg.Nak() // should it fail, JetStream redelivers after AckWait
+	}
 }
 
 // expire decides what call id's timer does, from the call's last event
@@ -387,9 +413,11 @@ func (e *Engine) expire(ctx context.Context, id int64) (time.Duration, error) {
 		if e.spec.Terminal(to) {
 			e.cache.drop(id)
 		} else if _, _, timed := e.spec.Timeout(to); timed {
-			// The schedule that woke the call is used up: arm the next.
+			// The schedule that woke the call is used up: arm the next, and
+			// keep this timer until it is stored (tried again, it finds the
+			// call in to and arms or holds to's timer).
 			if err := e.timers.arm(id, to, stamp).await(ctx); err != nil {
-				e.logger.Error("cluster: the call timed out into a state whose timer could not be armed", "call_id", id, "state", to, "err", err)
+				return 0, fmt.Errorf("cluster: call %d timed out into %s, whose timer could not be armed: %w", id, to, err)
 			}
 		}
 		return 0, nil

@@ -405,13 +405,14 @@ func (l *Log) LastFromLeader(ctx context.Context, callID int64) (h Head, ok bool
 // Nats-Msg-Id. It returns the new event's sequence, or ErrConflict (wrapped)
 // when another append came first.
 //
-// JetStream checks the last sequence before the message id, so a retry of
-// an append that was stored fails with ErrConflict too: Last then shows
-// the stored append's msgID, which is how a caller that did not get its
-// answer (a timeout) learns that its append was made. dup reports that
-// JetStream held an append with msgID within its duplicate window, though
-// the sequence matched: the returned sequence is that append's, nothing
-// was stored.
+// A retry of an append that was stored stores nothing, and is answered in
+// one of two ways (as of nats-server 2.15). A single server (Replicas 1)
+// checks the last sequence before the message id: the retry fails with
+// ErrConflict, and Last then shows the stored append's msgID, which is how
+// a caller that did not get its answer (a timeout) learns that its append
+// was made. A replicated stream's leader checks the message id first:
+// within the stream's duplicate window it answers dup, whatever the call's
+// last event is by then, and the returned sequence is the stored append's.
 func (l *Log) AppendIf(ctx context.Context, ev event.Event, last uint64, msgID string) (seq uint64, dup bool, err error) {
 	if l.isClosed() {
 		return 0, false, eventlog.ErrClosed

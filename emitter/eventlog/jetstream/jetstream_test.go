@@ -18,6 +18,7 @@ import (
 	"github.com/callfsm/callfsm/emitter/eventlog"
 	"github.com/callfsm/callfsm/emitter/eventlog/eventlogtest"
 	"github.com/callfsm/callfsm/emitter/eventlog/jetstream"
+	"github.com/callfsm/callfsm/emitter/eventlog/jetstream/jstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -373,5 +374,43 @@ func TestPartitionsAreFixed(t *testing.T) {
 	}
 	if _, err := jetstream.Open(context.Background(), jetstream.Config{Conn: nc, Partitions: -1}); err == nil {
 		t.Fatal("Open with -1 partitions succeeded")
+	}
+}
+
+// TestAppendIfRetried: a retry of a stored append (same message id, same
+// expected sequence) stores nothing. One server refuses it as a conflict;
+// a replicated stream's leader answers it as a duplicate, with the stored
+// append's sequence, even once the call has moved on.
+func TestAppendIfRetried(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		replicas int
+		url      func(t *testing.T) string
+	}{
+		{"one server", 1, func(t *testing.T) string { return jstest.RunServer(t).ClientURL() }},
+		{"three replicas", 3, func(t *testing.T) string { return jstest.ClusterURLs(jstest.RunCluster(t, 3)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			l := open(t, jetstream.Config{Conn: jstest.Connect(t, tc.url(t)), Replicas: tc.replicas})
+			ev := eventlogtest.Event(9, "initiated", 1)
+			first, _, err := l.AppendIf(ctx, ev, 0, "9.0.create")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := l.AppendIf(ctx, eventlogtest.Event(9, "ringing", 2), first, "9.1.ring"); err != nil {
+				t.Fatal(err)
+			}
+			seq, dup, err := l.AppendIf(ctx, ev, 0, "9.0.create")
+			switch {
+			case tc.replicas == 1 && !errors.Is(err, jetstream.ErrConflict):
+				t.Fatalf("retry = %d, %v, %v; want ErrConflict", seq, dup, err)
+			case tc.replicas > 1 && (err != nil || !dup || seq != first):
+				t.Fatalf("retry = %d, %v, %v; want a duplicate of %d", seq, dup, err, first)
+			}
+			if got := l.LastSeq(); got != 2 {
+				t.Fatalf("LastSeq = %d, want 2: the retry stored nothing", got)
+			}
+		})
 	}
 }
