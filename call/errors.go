@@ -100,6 +100,9 @@ type EmitError struct {
 }
 
 func (e *EmitError) Error() string {
+	if e.Event == "" { // the call could not be read (its store unreachable)
+		return fmt.Sprintf("call %d: not applied: %v", e.CallID, e.Err)
+	}
 	if e.State == "" {
 		return fmt.Sprintf("call %d: %s not emitted, call not created: %v", e.CallID, e.Event, e.Err)
 	}

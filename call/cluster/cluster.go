@@ -332,9 +332,6 @@ func (e *Engine) Fire(ctx context.Context, id int64, trigger fsm.Trigger) (fsm.S
 // changes the call first, Apply reads it again and applies the input to
 // the new state if it is still legal there.
 func (e *Engine) Apply(ctx context.Context, id int64, in call.Input) (fsm.State, error) {
-	if in.Trigger == fsm.Timeout {
-		return "", &call.InputError{CallID: id, Field: "trigger", Reason: "timeout is fired by the engine's timers, not by callers"}
-	}
 	if e.isClosed() {
 		return "", call.ErrClosed
 	}
@@ -364,6 +361,9 @@ func (e *Engine) Apply(ctx context.Context, id int64, in call.Input) (fsm.State,
 				continue
 			}
 			return from, &call.EndedError{CallID: id, State: from}
+		}
+		if in.Trigger == fsm.Timeout { // after unknown and ended, as call.Engine answers
+			return from, &call.InputError{CallID: id, Field: "trigger", Reason: "timeout is fired by the engine's timers, not by callers"}
 		}
 		d := call.DetailsOf(&head.Event)
 		now := e.now()
@@ -535,7 +535,9 @@ func deadline(h *jetstream.Head, d time.Duration) time.Time {
 // counted in callfsm_cluster_timer_arm_errors_total: the call then times
 // out by its previous schedule, late, or, for a new call, not at all.
 func (e *Engine) awaitTimer(ctx context.Context, a *armed, id int64) {
-	if err := a.await(ctx); err != nil {
+	// The transition is made: its timer is waited for even if the caller
+	// has gone.
+	if err := a.await(context.WithoutCancel(ctx)); err != nil {
 		e.logger.Error("cluster: a call's timer could not be armed", "call_id", id, "err", err)
 	}
 }

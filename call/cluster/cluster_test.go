@@ -188,6 +188,8 @@ func TestLifecycleAcrossNodes(t *testing.T) {
 	assert.Equal(t, fsm.Initiated, illegal.State)
 	_, err = b.eng.Apply(ctx, 44, call.Input{Trigger: fsm.Timeout})
 	assert.ErrorIs(t, err, call.ErrInvalidInput)
+	_, err = b.eng.Apply(ctx, 999, call.Input{Trigger: fsm.Timeout})
+	assert.ErrorIs(t, err, call.ErrUnknownCall, "an unknown call is named before a trigger no caller may fire, as by call.Engine")
 
 	checkClean(t, fsm.Outgoing(), readAll(t, a.log))
 

@@ -388,8 +388,9 @@ func (s *serveCmd) openCluster(ctx context.Context, spec *fsm.Spec, reg *prometh
 // NATS or JetStream not reachable yet, rather than a stream that cannot be
 // a callfsm log.
 func isTransient(err error) bool {
+	// Not nats.ErrConnectionClosed: a closed connection never reopens.
 	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
-		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrDisconnected) ||
+		errors.Is(err, nats.ErrDisconnected) ||
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, natsjs.ErrJetStreamNotEnabled) ||
 		errors.Is(err, natsjs.ErrNoStreamResponse)
 }
