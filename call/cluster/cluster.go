@@ -281,18 +281,37 @@ func (e *Engine) Create(ctx context.Context, d call.Details) (call.Details, erro
 	}
 	initial := e.spec.Initial()
 	lost := false // a racing append won: the call's timer may be ours
+	// Most creations are of new ids: the first try appends without a read
+	// when the cache knows nothing of the id (the tail brings every
+	// node's calls), or that it ended; the compare-and-set catches the
+	// rest, and the next tries read the leader.
+	want := fromCache
 	for range e.cfg.MaxAttempts {
-		head, ok, _, err := e.read(ctx, d.CallID, fromLeader)
-		if err != nil {
-			return d, &call.EmitError{CallID: d.CallID, Event: e.spec.EventName(initial), Err: err}
+		var head jetstream.Head
+		var ok bool
+		if want == fromCache {
+			head, ok = e.cache.get(d.CallID)
+			want = fromLeader
+			if ok && !e.endedEvent(&head.Event) {
+				continue // live, as far as the cache knows: the leader says
+			}
+		} else {
+			var err error
+			head, ok, _, err = e.read(ctx, d.CallID, fromLeader)
+			if err != nil {
+				return d, &call.EmitError{CallID: d.CallID, Event: e.spec.EventName(initial), Err: err}
+			}
 		}
 		var after uint64
 		if ok {
 			st, err := e.stateOf(&head.Event)
 			if err != nil || !e.spec.Terminal(st) {
 				if lost && err == nil { // our timer replaced the winner's
-					if err := e.timers.arm(d.CallID, st, time.Unix(head.Event.Timestamp, 0)).await(ctx); err != nil {
-						e.logger.Error("cluster: re-arming a call's timer after a lost create race failed", "call_id", d.CallID, "err", err)
+					if d, _, timed := e.spec.Timeout(st); timed {
+						entered := deadline(&head, d).Add(-d)
+						if err := e.timers.arm(head.Event.CallID, st, entered).await(context.WithoutCancel(ctx)); err != nil {
+							e.logger.Error("cluster: re-arming a call's timer after a lost create race failed", "call_id", head.Event.CallID, "err", err)
+						}
 					}
 				}
 				return d, &call.CallError{CallID: d.CallID, Err: call.ErrCallExists}
@@ -540,6 +559,12 @@ func (e *Engine) awaitTimer(ctx context.Context, a *armed, id int64) {
 	if err := a.await(context.WithoutCancel(ctx)); err != nil {
 		e.logger.Error("cluster: a call's timer could not be armed", "call_id", id, "err", err)
 	}
+}
+
+// endedEvent reports whether ev ended its call.
+func (e *Engine) endedEvent(ev *event.Event) bool {
+	st, err := e.stateOf(ev)
+	return err == nil && e.spec.Terminal(st)
 }
 
 // stateOf returns the state an event of the log entered, or an error for

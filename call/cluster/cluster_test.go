@@ -654,3 +654,32 @@ func TestNodeStartsOnFiredTimers(t *testing.T) {
 	startNode(t, s.ClientURL(), fastTimers(spec))
 	require.NoError(t, <-rearmed, "every call's ringing schedule is armed")
 }
+
+// TestCreateOfALiveCallKeepsItsTimer creates, through a node without a
+// cache, a call that is live: the optimistic append loses, the answer is
+// call-exists, and the schedule the attempt replaced is re-armed, so the
+// live call still times out stamped with its own deadline.
+func TestCreateOfALiveCallKeepsItsTimer(t *testing.T) {
+	s := jstest.RunServer(t)
+	// The attempt's own schedule (initiated, 60 s) would time the ringing
+	// call out nearly a minute late, were it not re-armed.
+	spec, err := fsm.Outgoing().WithTimeouts(map[fsm.State]time.Duration{fsm.Initiated: time.Minute, fsm.Ringing: 2 * time.Second})
+	require.NoError(t, err)
+	a := startNode(t, s.ClientURL(), fastTimers(spec))
+	cfg := fastTimers(spec)
+	cfg.CacheSize = -1
+	b := startNode(t, s.ClientURL(), cfg)
+	ctx := context.Background()
+	_, err = a.eng.Create(ctx, details(1))
+	require.NoError(t, err)
+	_, err = a.eng.Fire(ctx, 1, fsm.Ring)
+	require.NoError(t, err)
+
+	_, err = b.eng.Create(ctx, details(1))
+	require.ErrorIs(t, err, call.ErrCallExists)
+	assert.Positive(t, b.eng.Stats().Conflicts, "the optimistic append lost")
+
+	recs := awaitLog(t, a.log, func(recs []eventlog.Record) bool { return len(recs) == 3 })
+	assert.Equal(t, "popin_outgoing_call_missed", recs[2].Event.Event)
+	assertStampedWithDeadlines(t, spec, recs)
+}
