@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -144,7 +145,8 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	defer cancel()
 	// The partition count of an existing stream is its own: check it
 	// before the update below would overwrite it.
-	switch old, err := js.Stream(ctx, cfg.Stream); {
+	old, err := js.Stream(ctx, cfg.Stream)
+	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 	case err != nil:
 		return nil, fmt.Errorf("eventlog/jetstream: stream %s: %w", cfg.Stream, err)
@@ -163,7 +165,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if cfg.Partitions == 0 {
 		cfg.Partitions = DefaultPartitions
 	}
-	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	want := jetstream.StreamConfig{
 		Name:        cfg.Stream,
 		Description: "callfsm call events, one subject per call",
 		Subjects:    []string{cfg.Subjects + ".>"},
@@ -175,9 +177,16 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		DenyDelete:  true,
 		DenyPurge:   true,
 		Metadata:    map[string]string{partitionsKey: strconv.Itoa(cfg.Partitions)},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("eventlog/jetstream: stream %s: %w", cfg.Stream, err)
+	}
+	stream := old
+	// An existing stream already as wanted is not updated: nodes starting
+	// together do not all rewrite it, and credentials that may only read
+	// and publish will do.
+	if old == nil || !sameStream(old.CachedInfo().Config, want) {
+		stream, err = js.CreateOrUpdateStream(ctx, want)
+		if err != nil {
+			return nil, fmt.Errorf("eventlog/jetstream: stream %s: %w", cfg.Stream, err)
+		}
 	}
 	st := stream.CachedInfo().State
 	if st.NumDeleted > 0 || (st.Msgs > 0 && st.FirstSeq != 1) || st.Msgs != st.LastSeq {
@@ -205,6 +214,15 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		return nil, fmt.Errorf("eventlog/jetstream: tail consumer: %w", err)
 	}
 	return l, nil
+}
+
+// sameStream reports whether an existing stream's configuration has
+// everything the Log wants of it.
+func sameStream(got, want jetstream.StreamConfig) bool {
+	return slices.Equal(got.Subjects, want.Subjects) && got.Storage == want.Storage &&
+		got.Replicas == want.Replicas && got.Retention == want.Retention && got.Discard == want.Discard &&
+		got.AllowDirect && got.DenyDelete && got.DenyPurge &&
+		got.Metadata[partitionsKey] == want.Metadata[partitionsKey]
 }
 
 // fill validates cfg and sets the defaults.

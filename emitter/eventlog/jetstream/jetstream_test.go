@@ -414,3 +414,33 @@ func TestAppendIfRetried(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenLeavesAMatchingStreamAlone opens a stream that is already as
+// wanted without writing it (so that nodes starting together do not all
+// update it): two JetStream API requests, the stream's lookup and the
+// tail's consumer, where creating the stream takes more.
+func TestOpenLeavesAMatchingStreamAlone(t *testing.T) {
+	nc := connect(t, runServer(t))
+	ctx := context.Background()
+	js, err := natsjs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	requests := func(open func()) uint64 {
+		before, err := js.AccountInfo(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		open()
+		after, err := js.AccountInfo(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return after.API.Total - before.API.Total - 1 // less the first AccountInfo
+	}
+	created := requests(func() { open(t, jetstream.Config{Conn: nc, Stream: "A", Subjects: "a"}) })
+	reopened := requests(func() { open(t, jetstream.Config{Conn: nc, Stream: "A", Subjects: "a"}) })
+	if reopened != 2 || created <= reopened {
+		t.Fatalf("opening an existing stream took %d API requests (creating it %d): want 2, no update", reopened, created)
+	}
+}
