@@ -163,7 +163,11 @@ func (s *serveCmd) exec(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer b.close()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.shutdownTimeout)
+		defer cancel()
+		_ = b.closeWithin(ctx) // at once if closed already
+	}()
 
 	api, err := httpapi.New(httpapi.Config{
 		Engine: b.eng, Log: b.log, Token: s.token, Grace: s.grace, Registerer: reg, Gatherer: reg, Logger: logger,
@@ -227,7 +231,7 @@ func (s *serveCmd) exec(ctx context.Context, args []string) error {
 		logger.Warn("http shutdown cut short: closing connections", "err", err)
 		_ = srv.Close()
 	}
-	_ = b.closeEngine() // no more transitions, so no more events
+	b.stopEngine(sctx) // no more transitions, so no more events
 	var drain sync.WaitGroup
 	for i, d := range dispatchers {
 		drain.Go(func() {
@@ -239,7 +243,7 @@ func (s *serveCmd) exec(ctx context.Context, args []string) error {
 	drain.Wait()
 	stopRun()
 	wg.Wait()
-	if err := b.close(); err != nil && failure == nil {
+	if err := b.closeWithin(sctx); err != nil && failure == nil {
 		failure = err
 	}
 	return failure
@@ -271,20 +275,50 @@ type backend struct {
 	closeEngine func() error // stops transitions; idempotent
 	closers     []func() error
 	closeOnce   sync.Once
+	closeDone   chan struct{} // closed when close has finished
 	closeErr    error
 }
 
-// close stops the engine and releases the log (and connection), once.
-func (b *backend) close() error {
-	b.closeOnce.Do(func() {
+// stopEngine stops the engine's transitions, waiting no longer than ctx
+// (a cluster engine stops a JetStream consumer: see closeWithin).
+func (b *backend) stopEngine(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
 		_ = b.closeEngine()
-		for i := len(b.closers) - 1; i >= 0; i-- {
-			if err := b.closers[i](); err != nil && b.closeErr == nil {
-				b.closeErr = err
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// close stops the engine and releases the log (and connection), once.
+func (b *backend) close() error { return b.closeWithin(context.Background()) }
+
+// closeWithin is close, waiting no longer than ctx: with NATS unreachable,
+// stopping a consumer can wait out nats.go's reconnect backoff (seconds),
+// and shutdown is bounded by --shutdown-timeout. The close goes on in the
+// background; the process is exiting.
+func (b *backend) closeWithin(ctx context.Context) error {
+	b.closeOnce.Do(func() {
+		b.closeDone = make(chan struct{})
+		go func() {
+			defer close(b.closeDone)
+			_ = b.closeEngine()
+			for i := len(b.closers) - 1; i >= 0; i-- {
+				if err := b.closers[i](); err != nil && b.closeErr == nil {
+					b.closeErr = err
+				}
 			}
-		}
+		}()
 	})
-	return b.closeErr
+	select {
+	case <-b.closeDone:
+		return b.closeErr
+	case <-ctx.Done():
+		return fmt.Errorf("closing the event log: %w", ctx.Err())
+	}
 }
 
 // openLocal opens the embedded backend: the file log in --data-dir and an
