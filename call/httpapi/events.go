@@ -63,14 +63,19 @@ func (a *API) streamEvents(w http.ResponseWriter, r *http.Request) {
 	}
 
 	buf := make([]byte, 0, 4096)
-	for {
-		recs, err := a.log.Read(ctx, next, readBatch)
-		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, eventlog.ErrClosed) {
-				a.logger.Error("httpapi: event stream: reading the event log", "err", err)
+	for caughtUp := false; ; {
+		var recs []eventlog.Record
+		if !caughtUp { // after a short batch, wait rather than read again at once
+			var err error
+			recs, err = a.log.Read(ctx, next, readBatch)
+			if err != nil {
+				if ctx.Err() == nil && !errors.Is(err, eventlog.ErrClosed) {
+					a.logger.Error("httpapi: event stream: reading the event log", "err", err)
+				}
+				return
 			}
-			return
 		}
+		caughtUp = false
 		if len(recs) == 0 {
 			wait, cancelWait := context.WithTimeout(ctx, a.heartbeat)
 			err := a.log.Wait(wait, next-1)
@@ -95,6 +100,7 @@ func (a *API) streamEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		next = recs[len(recs)-1].Seq + 1
+		caughtUp = len(recs) < readBatch
 	}
 }
 

@@ -100,7 +100,15 @@ func (h *history) tail(ctx context.Context, log eventlog.Log, now func() time.Ti
 		h.broadcast()
 		h.mu.Unlock()
 	}()
-	for {
+	for caughtUp := false; ; {
+		// A short batch was the log's end: wait for more rather than read
+		// again at once (for a JetStream log, a read past what its tail
+		// has seen is a request to the server).
+		if caughtUp {
+			if err := log.Wait(ctx, next-1); err != nil {
+				return err
+			}
+		}
 		recs, err := log.Read(ctx, next, readBatch)
 		if err != nil {
 			return err
@@ -109,9 +117,7 @@ func (h *history) tail(ctx context.Context, log eventlog.Log, now func() time.Ti
 			h.mu.Lock()
 			h.replayed = true // the log ended sooner than target: it holds no more
 			h.mu.Unlock()
-			if err := log.Wait(ctx, next-1); err != nil {
-				return err
-			}
+			caughtUp = true
 			continue
 		}
 		for i := range recs {
@@ -119,6 +125,7 @@ func (h *history) tail(ctx context.Context, log eventlog.Log, now func() time.Ti
 		}
 		h.apply(recs, now())
 		next = recs[len(recs)-1].Seq + 1
+		caughtUp = len(recs) < readBatch
 	}
 }
 
