@@ -89,11 +89,25 @@ func BenchmarkApply(b *testing.B) {
 // lifecycle's 30 s) as JetStream message schedules through one node, then
 // measures how late each timeout is applied: from its deadline (taken as
 // 30 s after the ring request was sent, so a bound from above) to the
-// moment the node's log tail sees the missed event. It runs for about a
+// moment the node's log tail sees the missed event. The calls arrive as
+// fast as the node takes them (so their timeouts fall due as fast: a burst
+// at the node's limit), or paced at 5,000 a second. Each runs for about a
 // minute whatever b.N is.
 //
 //	go test -run '^$' -bench TimerLateness -benchtime 1x -timeout 10m ./call/cluster/
 func BenchmarkTimerLateness(b *testing.B) {
+	for _, rate := range []int{0, 5000} {
+		name := "rate=max"
+		if rate > 0 {
+			name = fmt.Sprintf("rate=%d", rate)
+		}
+		b.Run(name, func(b *testing.B) { benchTimerLateness(b, rate) })
+	}
+}
+
+// benchTimerLateness arms 100,000 ringing timeouts, rate calls a second
+// (0: as fast as the node takes them), and measures their lateness.
+func benchTimerLateness(b *testing.B, rate int) {
 	const calls = 100_000
 	spec := fsm.Outgoing()
 	ring, _, _ := spec.Timeout(fsm.Ringing)
@@ -127,6 +141,9 @@ func BenchmarkTimerLateness(b *testing.B) {
 				id := next.Add(1)
 				if id > calls {
 					return
+				}
+				if rate > 0 { // pace the arrivals, so that deadlines come at rate a second
+					time.Sleep(time.Until(armStart.Add(time.Duration(id) * time.Second / time.Duration(rate))))
 				}
 				if _, err := n.eng.Create(ctx, call.Details{CallID: id, UserID: 1, SessionID: "s"}); err != nil {
 					b.Error(err)
