@@ -103,9 +103,14 @@
 //     (setPinnedTimer is reset only by a pull carrying the pin); until
 //     then the other nodes' pulls are passed over (nextWaiting);
 //   - checkPending puts the messages whose AckWait has passed on the
-//     redelivery queue, sorted by sequence, and getNextMsg serves that
-//     queue before any new message: the new node gets them first, in
-//     order.
+//     redelivery queue, and getNextMsg serves that queue before any new
+//     message: the new node gets them first. The queue is sorted by
+//     sequence only within each check: a message that expires later goes
+//     behind, whatever its sequence. So a node keeps a call's held
+//     messages alive together, earliest first, and tells them in progress
+//     again when one arrives behind them (or is sent again), so that the
+//     server's timestamps of a call's messages never go down along the
+//     call: they expire, and come back, in order.
 //
 // So a node tells the server a partition's messages are in progress only
 // while it can vouch for the pin: a message brought the pin id, the server

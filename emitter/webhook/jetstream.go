@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -138,6 +139,8 @@ type JetStreamDispatcher struct {
 	redeliv   prometheus.Counter
 	nodes     *nodes        // the nodes delivering to the URL, and who owns which partition
 	consuming []atomic.Bool // by partition: this node pulls it
+
+	touchMu sync.Mutex // orders the "in progress" sends (see touch); taken before mu
 
 	mu       sync.Mutex
 	work     *sync.Cond          // on mu: a call is ready, or draining
@@ -660,30 +663,73 @@ func (j *JetStreamDispatcher) receive(p int, m natsjs.Msg) bool {
 		callID = callOfSubject(m.Subject())
 	}
 
+	ok, restamp := j.receiveLocked(p, m, md, pin, e, callID, now)
+	if restamp != nil {
+		// After the sends of a tick that may have stamped the call's
+		// earlier messages after the server sent this one: touch holds
+		// touchMu while it sends.
+		j.touchMu.Lock()
+		j.inProgress(restamp)
+		j.touchMu.Unlock()
+	}
+	return ok
+}
+
+// receiveLocked is receive under mu; it also returns the messages to tell
+// in progress (see restampLocked).
+func (j *JetStreamDispatcher) receiveLocked(p int, m natsjs.Msg, md *natsjs.MsgMetadata, pin string, e *jsEntry, callID int64, now time.Time) (bool, []natsjs.Msg) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.draining {
-		return true // left unacknowledged, for the node that takes over
+		return true, nil // left unacknowledged, for the node that takes over
 	}
 	ps := &j.pins[p]
 	if pin != "" && pin == ps.seqPin && md.Sequence.Consumer != ps.lastSeq+1 {
-		return false
+		return false, nil
 	}
 	ps.seqPin, ps.lastSeq = pin, md.Sequence.Consumer
 	j.notePinLocked(p, pin)
 	if md.NumDelivered > 1 {
 		j.redeliv.Inc()
 	}
+	var restamp []natsjs.Msg
 	if old := j.held[e.rec.Seq]; old != nil {
 		old.msg, old.touched = m, now
-		return true
+		restamp = j.restampLocked(p, pin, callID, old, now)
+	} else {
+		j.held[e.rec.Seq] = e
+		j.count.Store(int64(len(j.held)))
+		if j.calls.push(callID, e) {
+			j.work.Signal()
+		}
+		restamp = j.restampLocked(p, pin, callID, e, now)
 	}
-	j.held[e.rec.Seq] = e
-	j.count.Store(int64(len(j.held)))
-	if j.calls.push(callID, e) {
-		j.work.Signal()
+	return true, restamp
+}
+
+// restampLocked returns the messages to tell in progress now that e, of
+// partition p and call callID, was received under pin: e and those after
+// it in the call, if the call holds more than e. The server stamped e when
+// it sent it; a tick may have stamped the call's earlier messages later
+// than that (it ran while e was on its way), and the call's later messages
+// earlier (e is sent again). Told in progress again after the tick, in
+// order, the call's stamps go up along it once more (see touch). Only
+// under a pin the message proves: the one keepAlive vouches for. Lock held.
+func (j *JetStreamDispatcher) restampLocked(p int, pin string, callID int64, e *jsEntry, now time.Time) []natsjs.Msg {
+	l, ps := j.calls.calls[callID], &j.pins[p]
+	if pin == "" || pin != ps.id || pin == ps.lost || l == nil || len(l.items) < 2 {
+		return nil
 	}
-	return true
+	i := slices.Index(l.items, e)
+	if i < 0 {
+		return nil
+	}
+	msgs := make([]natsjs.Msg, 0, len(l.items)-i)
+	for _, e := range l.items[i:] {
+		e.touched = now
+		msgs = append(msgs, e.msg)
+	}
+	return msgs
 }
 
 // resync makes partition p whole again after a lost delivery: it drops
@@ -768,7 +814,8 @@ func rawJSON(b []byte) json.RawMessage {
 }
 
 // keepAlive tells the server, every AckWait/3, that the messages held for
-// more than AckWait/6 are in progress, so that none is delivered again
+// more than AckWait/6 are in progress (with the rest of their calls', see
+// touch), so that none is delivered again
 // while this node holds it: queued behind its call's, in flight, or
 // waiting to retry. It does so for a partition only while this node can
 // vouch for its pin: a message proved it, the server has not said it is
@@ -777,31 +824,51 @@ func rawJSON(b []byte) json.RawMessage {
 // before. Otherwise the messages are left to expire, before the pin can
 // move: the node pinned next must get them before newer ones.
 func (j *JetStreamDispatcher) keepAlive(stop <-chan struct{}) {
-	every := j.cfg.AckWait / 3
-	t := time.NewTicker(every)
+	t := time.NewTicker(j.cfg.AckWait / 3)
 	defer t.Stop()
-	var due []natsjs.Msg
 	for {
 		select {
 		case <-stop:
 			return
 		case <-t.C:
 		}
-		now := time.Now()
-		due = due[:0]
-		j.mu.Lock()
-		for _, e := range j.held {
-			if now.Sub(e.touched) >= every/2 && j.pins[e.part].pinned(now, j.margin) {
-				e.touched = now
-				due = append(due, e.msg)
-			}
+		j.touch(time.Now())
+	}
+}
+
+// touch is a tick of keepAlive at now. It keeps a call's held messages
+// alive together, in the order the call delivers them: if one is due (held
+// for AckWait/6 or more), all are told in progress, earliest first, so the
+// server's timestamps of a call's messages never go down along the call.
+// That is what keeps the order once they expire: the server puts expired
+// messages on its redelivery queue a batch at a time, sorted only within
+// the batch, and the node pinned next gets them in the queue's order; a
+// call's later message stamped before its earlier one would come first.
+func (j *JetStreamDispatcher) touch(now time.Time) {
+	every := j.cfg.AckWait / 3
+	var due []natsjs.Msg
+	j.touchMu.Lock()
+	defer j.touchMu.Unlock()
+	j.mu.Lock()
+	for _, l := range j.calls.calls {
+		if !j.pins[l.items[0].part].pinned(now, j.margin) ||
+			!slices.ContainsFunc(l.items, func(e *jsEntry) bool { return now.Sub(e.touched) >= every/2 }) {
+			continue
 		}
-		j.mu.Unlock()
-		for i, m := range due {
-			if err := m.InProgress(); err != nil && !errors.Is(err, natsjs.ErrMsgAlreadyAckd) {
-				j.log.Debug("webhook: telling the server a message is in progress failed", "err", err)
-			}
-			due[i] = nil
+		for _, e := range l.items {
+			e.touched = now
+			due = append(due, e.msg)
+		}
+	}
+	j.mu.Unlock()
+	j.inProgress(due)
+}
+
+// inProgress tells the server that msgs are in progress, in order.
+func (j *JetStreamDispatcher) inProgress(msgs []natsjs.Msg) {
+	for _, m := range msgs {
+		if err := m.InProgress(); err != nil && !errors.Is(err, natsjs.ErrMsgAlreadyAckd) {
+			j.log.Debug("webhook: telling the server a message is in progress failed", "err", err)
 		}
 	}
 }

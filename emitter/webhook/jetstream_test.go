@@ -714,3 +714,116 @@ func TestJetStreamALostDeliveryStopsThePartition(t *testing.T) {
 		t.Errorf("receive after resync = false, want a fresh start")
 	}
 }
+
+// TestJetStreamKeepsACallsMessagesDueInOrder checks what the server does
+// with a call's messages once the node holding them stops saying they are
+// in progress (it stopped, died or lost the pin): it puts each on its
+// redelivery queue when its AckWait has passed, a batch at a time, and the
+// node pinned next gets that queue in its order. So the node must never
+// leave a call's later message due before an earlier one: here one call's
+// two messages, held by a node, then left to expire, must come back
+// earliest first.
+func TestJetStreamKeepsACallsMessagesDueInOrder(t *testing.T) {
+	t.Parallel()
+	// gap is how much later the server's timestamp of one message is than
+	// the other's in the cases below, when the order is not kept: long
+	// enough that the server's redelivery timer tells them apart.
+	const gap = 300 * time.Millisecond
+	tests := []struct {
+		name string
+		// hold has the node receive msgs (the call's two messages, fetched
+		// under the pin) and keep them alive as keepAlive would.
+		hold func(t *testing.T, d *JetStreamDispatcher, p int, cons natsjs.Consumer, msgs []natsjs.Msg)
+	}{
+		{"a tick finds the first message due and the second fresh", func(t *testing.T, d *JetStreamDispatcher, p int, _ natsjs.Consumer, msgs []natsjs.Msg) {
+			receiveAt(t, d, p, msgs[0], time.Now().Add(-testAckWait)) // held for long
+			time.Sleep(gap)                                           // not a wait: the gap between two server timestamps
+			receiveAt(t, d, p, msgs[1], time.Now())
+			d.touch(time.Now())
+		}},
+		{"the second message arrives after a tick", func(t *testing.T, d *JetStreamDispatcher, p int, _ natsjs.Consumer, msgs []natsjs.Msg) {
+			receiveAt(t, d, p, msgs[0], time.Now().Add(-testAckWait))
+			time.Sleep(gap) // the second was sent to the node before the tick
+			d.touch(time.Now())
+			receiveAt(t, d, p, msgs[1], time.Now())
+		}},
+		{"the first message is sent again while held", func(t *testing.T, d *JetStreamDispatcher, p int, cons natsjs.Consumer, msgs []natsjs.Msg) {
+			receiveAt(t, d, p, msgs[0], time.Now())
+			receiveAt(t, d, p, msgs[1], time.Now())
+			time.Sleep(gap)
+			if err := msgs[1].InProgress(); err != nil { // as a tick would have
+				t.Fatal(err)
+			}
+			// The first expires, and comes back to this node (the pin is
+			// its own): the server stamps it anew, later than the second.
+			d.notePull(p, time.Now())
+			again := fetchN(t, cons, 1, 3*testAckWait)
+			receiveAt(t, d, p, again[0], time.Now())
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := runNATS(t)
+			l := openJSLog(t, s)
+			appended := make(map[int64][]uint64)
+			appendJS(t, l, []int64{7}, 0, 2, appended)
+			cfg := jsTestConfig(t, "http://127.0.0.1:1/hook")
+			cfg.Log = l
+			d, err := NewJetStream(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := l.Partition(7)
+			cons, err := l.JetStream().CreateOrUpdateConsumer(context.Background(), l.Stream(), d.consumerConfig(p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.notePull(p, time.Now()) // as consume does
+			msgs := fetchN(t, cons, 2, time.Second)
+
+			tt.hold(t, d, p, cons, msgs)
+
+			// The node stops keeping them alive; the same pin pulls again
+			// once they are due.
+			d.notePull(p, time.Now())
+			var got []uint64
+			for _, m := range fetchN(t, cons, 2, 5*testAckWait) {
+				md, err := m.Metadata()
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, md.Sequence.Stream)
+			}
+			if want := appended[7]; fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("sent again in the order %v, want %v: a call's later event would be delivered before its earlier one", got, want)
+			}
+		})
+	}
+}
+
+// receiveAt has d receive m at now, as a pull of partition p would.
+func receiveAt(t *testing.T, d *JetStreamDispatcher, p int, m natsjs.Msg, now time.Time) {
+	t.Helper()
+	d.now = func() time.Time { return now }
+	if !d.receive(p, m) {
+		t.Fatal("receive refused the message")
+	}
+}
+
+// fetchN pulls n messages from cons within wait, under its pin.
+func fetchN(t *testing.T, cons natsjs.Consumer, n int, wait time.Duration) []natsjs.Msg {
+	t.Helper()
+	batch, err := cons.Fetch(n, natsjs.FetchMaxWait(wait), natsjs.FetchPriorityGroup(PriorityGroup))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []natsjs.Msg
+	for m := range batch.Messages() {
+		msgs = append(msgs, m)
+	}
+	if len(msgs) != n || batch.Error() != nil {
+		t.Fatalf("fetched %d messages (%v), want %d", len(msgs), batch.Error(), n)
+	}
+	return msgs
+}
