@@ -770,6 +770,10 @@ func (j *JetStreamDispatcher) deliverLoop(hardCtx, drainCtx context.Context) {
 			return
 		}
 		q, e := j.calls.take()
+		var data []byte
+		if e.bad != nil {
+			data = e.msg.Data() // under mu: receive may swap e.msg for a redelivery
+		}
 		j.mu.Unlock()
 
 		var ok bool
@@ -779,7 +783,7 @@ func (j *JetStreamDispatcher) deliverLoop(hardCtx, drainCtx context.Context) {
 				Seq:       e.rec.Seq,
 				CallID:    q.id,
 				Reason:    "not a call event: " + e.bad.Error(),
-				Payload:   rawJSON(e.msg.Data()),
+				Payload:   rawJSON(data),
 			})
 		} else {
 			ok = j.deliver(hardCtx, drainCtx, e.rec, e.readAt)
