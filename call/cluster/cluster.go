@@ -307,8 +307,8 @@ func (e *Engine) Create(ctx context.Context, d call.Details) (call.Details, erro
 			st, err := e.stateOf(&head.Event)
 			if err != nil || !e.spec.Terminal(st) {
 				if lost && err == nil { // our timer replaced the winner's
-					if d, _, timed := e.spec.Timeout(st); timed {
-						entered := deadline(&head, d).Add(-d)
+					if td, _, timed := e.spec.Timeout(st); timed {
+						entered := deadline(&head, td).Add(-td)
 						if err := e.timers.arm(head.Event.CallID, st, entered).await(context.WithoutCancel(ctx)); err != nil {
 							e.logger.Error("cluster: re-arming a call's timer after a lost create race failed", "call_id", head.Event.CallID, "err", err)
 						}
@@ -382,6 +382,10 @@ func (e *Engine) Apply(ctx context.Context, id int64, in call.Input) (fsm.State,
 			return from, &call.EndedError{CallID: id, State: from}
 		}
 		if in.Trigger == fsm.Timeout { // after unknown and ended, as call.Engine answers
+			if !sure {
+				want = fromLeader
+				continue
+			}
 			return from, &call.InputError{CallID: id, Field: "trigger", Reason: "timeout is fired by the engine's timers, not by callers"}
 		}
 		d := call.DetailsOf(&head.Event)
