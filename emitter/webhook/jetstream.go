@@ -300,6 +300,33 @@ func (j *JetStreamDispatcher) consumerConfig(p int) natsjs.ConsumerConfig {
 // delivered nor dead-lettered: queued, in flight or waiting to retry.
 func (j *JetStreamDispatcher) Pending() int { return int(j.count.Load()) }
 
+// createConsumer creates or updates partition p's consumer, trying again
+// with backoff, until ctx is done, while NATS does not answer (a node
+// started before its NATS servers, or during a blip): only an answer that
+// refuses the consumer is an error.
+func (j *JetStreamDispatcher) createConsumer(ctx context.Context, p int) (natsjs.Consumer, error) {
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		c, err := j.js.CreateOrUpdateConsumer(ctx, j.cfg.Log.Stream(), j.consumerConfig(p))
+		if err == nil || !unanswered(err) || ctx.Err() != nil {
+			return c, err
+		}
+		j.log.Warn("webhook: NATS does not answer; creating the consumer again", "consumer", j.ConsumerName(p), "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+	}
+}
+
+// unanswered reports whether err says NATS did not answer, rather than
+// refused.
+func unanswered(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrDisconnected) ||
+		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, natsjs.ErrJetStreamNotEnabled)
+}
+
 // Run creates or updates the consumers (one per partition, the same on
 // every node), then delivers the partitions this node owns, as the server
 // lets it, until ctx is done or Shutdown is called. It owns its goroutines
@@ -308,8 +335,9 @@ func (j *JetStreamDispatcher) Pending() int { return int(j.count.Load()) }
 // from expiring) and returns once they have stopped.
 //
 // Run returns nil when stopped by ctx or Shutdown; an error if a consumer
-// cannot be created or updated at the start (a stream that is gone, a
-// consumer of the same name with another DeliverPolicy…); an error
+// is refused at the start (a stream that is gone, a consumer of the same
+// name with another DeliverPolicy…; while NATS does not answer, it tries
+// again); an error
 // wrapping nats.ErrConnectionClosed if the connection was closed under it
 // (close it after Shutdown); ErrClosed if Shutdown came first; and an
 // error if Run is already running. Later trouble is logged and retried
@@ -324,7 +352,7 @@ func (j *JetStreamDispatcher) Run(ctx context.Context) error {
 
 	consumers := make([]natsjs.Consumer, j.parts)
 	for p := range j.parts {
-		consumers[p], err = j.js.CreateOrUpdateConsumer(drainCtx, j.cfg.Log.Stream(), j.consumerConfig(p))
+		consumers[p], err = j.createConsumer(drainCtx, p)
 		if err != nil {
 			err = fmt.Errorf("webhook: consumer %s of stream %s: %w", j.ConsumerName(p), j.cfg.Log.Stream(), err)
 			break

@@ -827,3 +827,60 @@ func fetchN(t *testing.T, cons natsjs.Consumer, n int, wait time.Duration) []nat
 	}
 	return msgs
 }
+
+// TestJetStreamStartsWhileNATSIsAway starts a node's delivery while its
+// nats-server is down: Run waits for NATS instead of failing, and delivers
+// once the server is back.
+func TestJetStreamStartsWhileNATSIsAway(t *testing.T) {
+	t.Parallel()
+	s := runNATS(t)
+	nc := jstest.Connect(t, s.ClientURL()) // reconnects for as long as the test runs
+	l, err := jetstream.Open(context.Background(), jetstream.Config{Conn: nc, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	s.Shutdown()
+	s.WaitForShutdown()
+
+	rc := newReceiver(t, nil)
+	cfg := jsTestConfig(t, rc.URL())
+	logs := &syncLog{}
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	n := startNode(t, l, "a", cfg)
+	// Run tries again while NATS does not answer (a request times out
+	// after 5 s); before, it returned the error and the node stopped.
+	eventually(t, "Run trying the consumer again", func() bool {
+		select {
+		case err := <-n.runErr:
+			t.Fatalf("Run with NATS away returned %v, want it to wait for NATS", err)
+		default:
+		}
+		return strings.Contains(logs.String(), "creating the consumer again")
+	})
+	jstest.Restart(t, s)
+	appended := make(map[int64][]uint64)
+	appendJS(t, l, callRange(1, 5), 0, 2, appended)
+	rc.await(t, "the events appended once NATS is back", allDelivered(1, totalEvents(appended)))
+	if _, runErr := n.stop(context.Background()); runErr != nil {
+		t.Errorf("Run = %v, want nil", runErr)
+	}
+}
+
+// syncLog is a log destination safe for concurrent writes.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,7 +29,29 @@ func RunServer(t testing.TB, opts ...func(*server.Options)) *server.Server {
 	for _, f := range opts {
 		f(o)
 	}
-	return start(t, o)
+	s := start(t, o)
+	again := o.Clone()
+	again.Port = s.Addr().(*net.TCPAddr).Port // the port it got, for Restart
+	started.Store(s, again)
+	return s
+}
+
+// started holds the options of the servers RunServer started, for Restart.
+var started sync.Map // *server.Server → *server.Options
+
+// Restart starts again, on the same port and store directory, a server
+// RunServer started and the test shut down (to play NATS going away and
+// coming back); it too is shut down when the test ends.
+func Restart(t testing.TB, s *server.Server) *server.Server {
+	t.Helper()
+	v, ok := started.Load(s)
+	if !ok {
+		t.Fatal("jstest: Restart of a server RunServer did not start")
+	}
+	o := v.(*server.Options).Clone()
+	again := start(t, o)
+	started.Store(again, o)
+	return again
 }
 
 // RunCluster starts a JetStream cluster of n servers on loopback, waits
