@@ -21,6 +21,7 @@ import (
 	"github.com/callfsm/callfsm/call/check"
 	"github.com/callfsm/callfsm/call/cluster"
 	"github.com/callfsm/callfsm/emitter/eventlog"
+	"github.com/callfsm/callfsm/emitter/eventlog/eventlogtest"
 	"github.com/callfsm/callfsm/emitter/eventlog/jetstream"
 	"github.com/callfsm/callfsm/emitter/eventlog/jetstream/jstest"
 	"github.com/callfsm/callfsm/fsm"
@@ -95,26 +96,6 @@ func readAll(t *testing.T, l *jetstream.Log) []eventlog.Record {
 		}
 		out = append(out, recs...)
 		from = recs[len(recs)-1].Seq + 1
-	}
-}
-
-// awaitLog follows the log until done says every record read so far
-// satisfies the test, or fails the test after 30 s.
-func awaitLog(t *testing.T, l eventlog.Log, done func([]eventlog.Record) bool) []eventlog.Record {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var recs []eventlog.Record
-	for {
-		more, err := l.Read(ctx, uint64(len(recs))+1, 4096)
-		require.NoError(t, err)
-		recs = append(recs, more...)
-		if done(recs) {
-			return recs
-		}
-		if err := l.Wait(ctx, uint64(len(recs))); err != nil {
-			t.Fatalf("the log did not reach the expected state: %v (%d records)", err, len(recs))
-		}
 	}
 }
 
@@ -291,7 +272,7 @@ func TestTimeoutOnAnotherNode(t *testing.T) {
 	}
 	a.stop()
 
-	recs := awaitLog(t, b.log, func(recs []eventlog.Record) bool {
+	recs := eventlogtest.Follow(t, b.log, func(recs []eventlog.Record) bool {
 		n := 0
 		for _, r := range lastByCall(recs) {
 			if r.Event.Event == "popin_outgoing_call_missed" {
@@ -362,7 +343,7 @@ func TestTimeoutsFireWhileNoNodeRuns(t *testing.T) {
 	assert.Equal(t, 2*calls, before, "no timeout is applied while no node runs")
 
 	b := startNode(t, s.ClientURL(), fastTimers(spec))
-	recs := awaitLog(t, b.log, func(recs []eventlog.Record) bool { return len(recs) == 3*calls })
+	recs := eventlogtest.Follow(t, b.log, func(recs []eventlog.Record) bool { return len(recs) == 3*calls })
 	assertStampedWithDeadlines(t, spec, recs)
 	checkClean(t, spec, recs)
 }
@@ -471,7 +452,7 @@ func TestTimerFollowsTheCall(t *testing.T) {
 			require.NoError(t, err)
 			_, err = eng.Fire(ctx, 1, fsm.Ring)
 			require.NoError(t, err)
-			recs := awaitLog(t, l, func(recs []eventlog.Record) bool { return len(recs) == 3 })
+			recs := eventlogtest.Follow(t, l, func(recs []eventlog.Record) bool { return len(recs) == 3 })
 			assert.Equal(t, "popin_outgoing_call_missed", recs[2].Event.Event)
 			assertStampedWithDeadlines(t, spec, recs)
 			// The node counts the timeout once its append is acknowledged,
@@ -512,7 +493,7 @@ func TestCloseHandsHeldTimersOver(t *testing.T) {
 	})
 	holder.stop()
 
-	awaitLog(t, other.log, func(recs []eventlog.Record) bool {
+	eventlogtest.Follow(t, other.log, func(recs []eventlog.Record) bool {
 		return len(recs) == 3
 	})
 	missed, ok, err := other.log.LastFromLeader(ctx, 1)
@@ -679,7 +660,7 @@ func TestCreateOfALiveCallKeepsItsTimer(t *testing.T) {
 	require.ErrorIs(t, err, call.ErrCallExists)
 	assert.Positive(t, b.eng.Stats().Conflicts, "the optimistic append lost")
 
-	recs := awaitLog(t, a.log, func(recs []eventlog.Record) bool { return len(recs) == 3 })
+	recs := eventlogtest.Follow(t, a.log, func(recs []eventlog.Record) bool { return len(recs) == 3 })
 	assert.Equal(t, "popin_outgoing_call_missed", recs[2].Event.Event)
 	assertStampedWithDeadlines(t, spec, recs)
 }

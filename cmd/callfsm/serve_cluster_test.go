@@ -20,6 +20,7 @@ import (
 
 	"github.com/callfsm/callfsm/call/event"
 	"github.com/callfsm/callfsm/emitter/eventlog"
+	"github.com/callfsm/callfsm/emitter/eventlog/eventlogtest"
 	"github.com/callfsm/callfsm/emitter/eventlog/jetstream"
 	"github.com/callfsm/callfsm/emitter/eventlog/jetstream/jstest"
 	"github.com/callfsm/callfsm/emitter/webhook"
@@ -33,18 +34,7 @@ func followLog(t *testing.T, url string, done func([]eventlog.Record) bool) []ev
 	l, err := jetstream.Open(context.Background(), jetstream.Config{Conn: nc})
 	require.NoError(t, err)
 	defer l.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var recs []eventlog.Record
-	for {
-		more, err := l.Read(ctx, uint64(len(recs))+1, 4096)
-		require.NoError(t, err)
-		recs = append(recs, more...)
-		if done(recs) {
-			return recs
-		}
-		require.NoError(t, l.Wait(ctx, uint64(len(recs))), "the stream did not reach the expected state (%d records)", len(recs))
-	}
+	return eventlogtest.Follow(t, l, done)
 }
 
 // receiver is a webhook receiver that verifies every delivery and keeps

@@ -161,3 +161,27 @@ func checkClose(t *testing.T, l eventlog.Log) {
 		t.Fatalf("Append after Close = %v, want ErrClosed", err)
 	}
 }
+
+// Follow reads l from its first record, waiting for more with Wait, until
+// done holds for the records read so far, and returns them; it fails the
+// test after 30 s. For tests that wait on something a log shows (another
+// node's appends, a timeout firing) without sleeping.
+func Follow(t testing.TB, l eventlog.Log, done func([]eventlog.Record) bool) []eventlog.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var recs []eventlog.Record
+	for {
+		more, err := l.Read(ctx, uint64(len(recs))+1, 4096)
+		if err != nil {
+			t.Fatalf("eventlogtest: Follow: %v", err)
+		}
+		recs = append(recs, more...)
+		if done(recs) {
+			return recs
+		}
+		if err := l.Wait(ctx, uint64(len(recs))); err != nil {
+			t.Fatalf("eventlogtest: the log did not reach the expected state: %v (%d records)", err, len(recs))
+		}
+	}
+}
