@@ -286,6 +286,7 @@ func (e *Engine) Create(ctx context.Context, d call.Details) (call.Details, erro
 	// node's calls), or that it ended; the compare-and-set catches the
 	// rest, and the next tries read the leader.
 	want := fromCache
+	var lostErr error // the last try's lost race: its leader's view
 	for range e.cfg.MaxAttempts {
 		var head jetstream.Head
 		var ok bool
@@ -297,7 +298,8 @@ func (e *Engine) Create(ctx context.Context, d call.Details) (call.Details, erro
 			}
 		} else {
 			var err error
-			head, ok, _, err = e.read(ctx, d.CallID, fromLeader)
+			head, ok, err = e.readAgain(ctx, d.CallID, lostErr)
+			lostErr = nil
 			if err != nil {
 				return d, &call.EmitError{CallID: d.CallID, Event: e.spec.EventName(initial), Err: err}
 			}
@@ -326,7 +328,7 @@ func (e *Engine) Create(ctx context.Context, d call.Details) (call.Details, erro
 		timer := e.timers.arm(d.CallID, initial, at)
 		if _, err := e.tryAppend(ctx, ev, after, "create"); err != nil {
 			if errors.Is(err, jetstream.ErrConflict) {
-				lost = true
+				lost, lostErr = true, err
 				continue
 			}
 			return d, &call.EmitError{CallID: d.CallID, Event: ev.Event, Err: err}
@@ -355,8 +357,18 @@ func (e *Engine) Apply(ctx context.Context, id int64, in call.Input) (fsm.State,
 		return "", call.ErrClosed
 	}
 	want := fromCache // how fresh the next read must be
+	var lost error    // the last try's lost race: its leader's view
 	for range e.cfg.MaxAttempts {
-		head, ok, got, err := e.read(ctx, id, want)
+		var head jetstream.Head
+		var ok bool
+		got := fromLeader
+		var err error
+		if lost != nil {
+			head, ok, err = e.readAgain(ctx, id, lost)
+			lost = nil
+		} else {
+			head, ok, got, err = e.read(ctx, id, want)
+		}
 		if err != nil {
 			return "", &call.EmitError{CallID: id, Err: err}
 		}
@@ -410,7 +422,7 @@ func (e *Engine) Apply(ctx context.Context, id int64, in call.Input) (fsm.State,
 		timer := e.wake(&head, from, &ev, to, now)
 		if _, err := e.tryAppend(ctx, ev, head.Seq, string(in.Trigger)); err != nil {
 			if errors.Is(err, jetstream.ErrConflict) {
-				want = fromLeader
+				want, lost = fromLeader, err
 				continue
 			}
 			return from, &call.EmitError{CallID: id, State: from, Event: ev.Event, Err: err}
@@ -453,10 +465,44 @@ func (e *Engine) tryAppend(ctx context.Context, ev event.Event, after uint64, wh
 		return head, nil
 	case errors.Is(err, jetstream.ErrConflict):
 		e.conflicts.Add(1)
-		return head, fmt.Errorf("cluster: call %d: %w", ev.CallID, jetstream.ErrConflict)
+		lost := &lostRace{id: ev.CallID}
+		if rerr == nil {
+			lost.head, lost.ok, lost.read = head, ok, true
+		}
+		return head, lost
 	default:
 		return head, err
 	}
+}
+
+// lostRace is tryAppend's error when another append came first
+// (errors.Is jetstream.ErrConflict). It carries the call's last event as
+// the leader gave it just after, so that the next try starts from it
+// rather than read it again.
+type lostRace struct {
+	id   int64
+	head jetstream.Head
+	ok   bool // the call has an event
+	read bool // head and ok were read
+}
+
+func (l *lostRace) Error() string {
+	return fmt.Sprintf("cluster: call %d: %v", l.id, jetstream.ErrConflict)
+}
+
+// Unwrap returns jetstream.ErrConflict.
+func (l *lostRace) Unwrap() error { return jetstream.ErrConflict }
+
+// readAgain returns the call's last event for the try after a lost race:
+// the leader's view the race left in err, else a fresh read from the
+// leader.
+func (e *Engine) readAgain(ctx context.Context, id int64, err error) (jetstream.Head, bool, error) {
+	var lost *lostRace
+	if errors.As(err, &lost) && lost.read {
+		return lost.head, lost.ok, nil
+	}
+	h, ok, _, err := e.read(ctx, id, fromLeader)
+	return h, ok, err
 }
 
 // attemptID is the message id of a node's n-th append, of event what after

@@ -358,8 +358,18 @@ func (e *Engine) expire(ctx context.Context, id int64) (time.Duration, error) {
 	// call out (the append's compare-and-set catches a stale one); any
 	// other decision is taken from the leader's view.
 	want := fromCache
+	var lost error // the last try's lost race: its leader's view
 	for range e.cfg.MaxAttempts {
-		last, ok, got, err := e.read(ctx, id, want)
+		var last jetstream.Head
+		var ok bool
+		got := fromLeader
+		var err error
+		if lost != nil {
+			last, ok, err = e.readAgain(ctx, id, lost)
+			lost = nil
+		} else {
+			last, ok, got, err = e.read(ctx, id, want)
+		}
 		if err != nil {
 			return 0, err
 		}
@@ -404,7 +414,7 @@ func (e *Engine) expire(ctx context.Context, id int64) (time.Duration, error) {
 		}
 		if _, err := e.tryAppend(ctx, ev, last.Seq, string(fsm.Timeout)); err != nil {
 			if errors.Is(err, jetstream.ErrConflict) {
-				want = fromLeader
+				want, lost = fromLeader, err
 				continue // decide again from the new last event
 			}
 			return 0, err
